@@ -1,0 +1,62 @@
+"""OpenAPI glue for drf-spectacular: the error envelope, both auth headers, and the errors every operation can give."""
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorBody",
+            fields={
+                "code": serializers.CharField(help_text="Stable, SCREAMING_SNAKE; listed in the README."),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(help_text="Field errors for VALIDATION_ERROR, else context."),
+            },
+        )
+    },
+)
+
+_DESCRIPTIONS = {
+    400: "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, INVALID_JOB_TYPE, INVALID_ADDRESS …).",
+    401: "AUTHENTICATION_REQUIRED (no credential) or INVALID_API_KEY.",
+    403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
+    404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
+    405: "METHOD_NOT_ALLOWED.",
+    409: "Conflicts with the current state (JOB_NOT_ASSIGNED, INVALID_JOB_STATE, IDEMPOTENCY_KEY_REUSED …).",
+    413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
+    415: "UNSUPPORTED_MEDIA_TYPE: send application/json.",
+    500: "INTERNAL_ERROR.",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[code]) for code in status_codes}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Adds to every operation the errors any request can meet, so no answer is undocumented."""
+
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        common = [400, 405, 500]
+        if self.method in ("POST", "PUT", "PATCH"):
+            common += [413, 415]
+        if not any(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
+            common += [401, 403]
+        for code, response in error_responses(*common).items():
+            responses.setdefault(str(code), self._get_response_for_code(response.response, str(code), response.description))
+        return responses
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "aitbc_site.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "X-Api-Key"}

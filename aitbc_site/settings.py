@@ -1,0 +1,185 @@
+"""The only settings module. Every value comes from the environment (see .env.example for the full list)."""
+
+import re
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from aitbc_site.env import env_bool, env_int, env_list, env_positive_int, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / "data"
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set it in the environment (`make run` generates one under data/ for the embedded default)."
+    )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+API_HOST = env_str("API_HOST", "127.0.0.1")
+API_PORT = env_int("API_PORT", 8000, minimum=1, maximum=65535)
+
+# Keys accepted on client and miner endpoints without being issued into the database (the specification's API_KEYS).
+API_KEYS = env_list("API_KEYS")
+
+DEFAULT_JOB_TYPES = ["llm_inference", "image_generation", "embedding", "audio_transcription", "fine_tuning"]
+JOB_TYPES = env_list("JOB_TYPES", DEFAULT_JOB_TYPES)
+_JOB_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+if not JOB_TYPES:
+    raise ImproperlyConfigured("JOB_TYPES must name at least one job type")
+for _job_type in JOB_TYPES:
+    if not _JOB_TYPE_PATTERN.match(_job_type):
+        raise ImproperlyConfigured(
+            f"JOB_TYPES entries must be lowercase identifiers (a-z, 0-9, _; at most 64 characters), got {_job_type!r}"
+        )
+
+# Job lifecycle. Every duration accepts any positive number of seconds so tests can run with seconds-long values.
+JOB_LEASE_SECONDS = env_positive_int("JOB_LEASE_SECONDS", 120)
+MINER_HEARTBEAT_TIMEOUT = env_positive_int("MINER_HEARTBEAT_TIMEOUT", 90)
+JOB_MAX_RUNTIME_SECONDS = env_int("JOB_MAX_RUNTIME_SECONDS", 3600, minimum=10, maximum=86400)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1, maximum=10)
+JOB_RETRY_BACKOFF_SECONDS = env_positive_int("JOB_RETRY_BACKOFF_SECONDS", 5)
+JOB_TTL_SECONDS = env_int("JOB_TTL_SECONDS", 3600, minimum=10, maximum=86400)
+# How often the server itself runs the maintenance of `cleanup_miners` (embedded default); 0 turns it off when
+# systemd timers or cron do it instead.
+MAINTENANCE_INTERVAL_SECONDS = env_int("MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0)
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "miners",
+    "receipts",
+    "jobs",
+    "exchange",
+    "aitbc_site",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "aitbc_site.middleware.RequestBodyLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# No redirects to a slashed URL: under /v1 a wrong path is a JSON 404.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "aitbc_site.urls"
+WSGI_APPLICATION = "aitbc_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'coordinator.db'}")
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+except ValueError as error:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django understands: {error}") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a transaction starts, so two
+    # transactions never both read and then deadlock upgrading to write (SQLite would fail one at once with
+    # "database is locked" instead of waiting); the busy timeout makes waiting writers queue instead of failing.
+    _database["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+    # Keep per-thread connections for the life of the worker: reopening SQLite and re-running the PRAGMAs per
+    # request costs more than the request itself.
+    _database["CONN_MAX_AGE"] = None
+    _database["CONN_HEALTH_CHECKS"] = False
+    if _database["NAME"] and _database["NAME"] != ":memory:":
+        Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": _database}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["aitbc_site.authentication.ApiKeyAuthentication"],
+    # Deny by default: every view names the role it serves, public views say AllowAny explicitly.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "aitbc_site.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "aitbc_site.exception_handler.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AITBC Coordinator API",
+    "DESCRIPTION": (
+        "Marketplace coordinator for AI compute: clients submit jobs, miners take jobs that fit their hardware and "
+        "post results. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus.choices",
+        "MinerStatusEnum": "miners.models.MinerStatus.choices",
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,137 @@
+"""One shared world for the suite: two clients, two miners' keys, an admin key, and helpers to call the API."""
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKeyRole, User
+from accounts.services import api_key_issue
+from aitbc_site.testing import run_manage
+
+ADDRESS = "ait1" + "ab" * 20
+OTHER_ADDRESS = "ait1" + "cd" * 20
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    # Rate-limit counters live in the cache and would leak from one test into the next.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _api(role: str, name: str) -> APIClient:
+    _, raw_key = api_key_issue(role=role, name=name)
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=raw_key)
+    api.raw_key = raw_key  # type: ignore[attr-defined]
+    return api
+
+
+@pytest.fixture
+def client_api(db: None) -> APIClient:
+    return _api(ApiKeyRole.CLIENT, "client one")
+
+
+@pytest.fixture
+def other_client_api(db: None) -> APIClient:
+    return _api(ApiKeyRole.CLIENT, "client two")
+
+
+@pytest.fixture
+def miner_api(db: None) -> APIClient:
+    return _api(ApiKeyRole.MINER, "miner one")
+
+
+@pytest.fixture
+def other_miner_api(db: None) -> APIClient:
+    return _api(ApiKeyRole.MINER, "miner two")
+
+
+@pytest.fixture
+def admin_api(db: None) -> APIClient:
+    return _api(ApiKeyRole.ADMIN, "operator key")
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    return User.objects.create_superuser(username="operator", password=secrets.token_urlsafe(16))
+
+
+def submit_job(api: APIClient, **overrides: Any) -> dict[str, Any]:
+    body = {"job_type": "llm_inference", "parameters": {"prompt": "hello"}, **overrides}
+    response = api.post("/v1/client/jobs", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def register_miner(api: APIClient, **overrides: Any) -> dict[str, Any]:
+    body = {"address": ADDRESS, "capabilities": ["llm_inference", "embedding"], **overrides}
+    response = api.post("/v1/miner/register", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def poll(api: APIClient, miner_id: str, limit: int = 1) -> dict[str, Any]:
+    response = api.get("/v1/miner/jobs", {"miner_id": miner_id, "limit": limit})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def post_result(api: APIClient, miner_id: str, job_id: str, **overrides: Any) -> Any:
+    body = {"miner_id": miner_id, "job_id": job_id, "status": "completed", "result": {"text": "hi"}, **overrides}
+    return api.post("/v1/miner/result", body, format="json")
+
+
+@pytest.fixture
+def live_database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for a live server: a SQLite file in WAL mode, or a new PostgreSQL database
+    on the server the suite's DATABASE_URL names."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+        run_manage("migrate", "--no-input", env=live_env(url))
+        yield url
+        return
+    import psycopg
+
+    source = settings.DATABASES["default"]
+    name = f"aitbc_live_{uuid.uuid4().hex[:12]}"
+    admin_dsn = f"host={source['HOST']} port={source['PORT'] or 5432} user={source['USER']} dbname=postgres"
+    if source.get("PASSWORD"):
+        admin_dsn += f" password={source['PASSWORD']}"
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    password = f":{source['PASSWORD']}" if source.get("PASSWORD") else ""
+    url = f"postgres://{source['USER']}{password}@{source['HOST']}:{source['PORT'] or 5432}/{name}"
+    run_manage("migrate", "--no-input", env=live_env(url))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def live_env(database_url: str, **overrides: str) -> dict[str, str]:
+    import os
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "live-tests-only",
+        "DEBUG": "false",
+        "MAINTENANCE_INTERVAL_SECONDS": "0",
+        **overrides,
+    }

@@ -1,0 +1,31 @@
+from aitbc_site.exceptions import Conflict, NotFound
+
+
+class JobNotFound(NotFound):
+    code = "JOB_NOT_FOUND"
+    default_message = "No job with that id belongs to this API key's owner."
+
+
+class JobNotAssigned(Conflict):
+    code = "JOB_NOT_ASSIGNED"
+    default_message = "This miner does not hold the job."
+
+
+class InvalidJobState(Conflict):
+    code = "INVALID_JOB_STATE"
+    default_message = "The job's state does not allow this."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was already used with a different request body."
+
+
+class JobCancelled(Conflict):
+    code = "JOB_CANCELLED"
+    default_message = "The job was cancelled; stop working on it."
+
+
+class LeaseExpired(Conflict):
+    code = "LEASE_EXPIRED"
+    default_message = "This miner's lease on the job expired and the job went to another miner."

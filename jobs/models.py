@@ -1,0 +1,145 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
+
+# The only legal moves of a job, and what each one means. jobs.services.transition refuses anything else.
+JOB_TRANSITIONS: dict[tuple[str, str], str] = {
+    (JobStatus.PENDING, JobStatus.RUNNING): "handed to a miner",
+    (JobStatus.PENDING, JobStatus.CANCELLED): "cancelled before it ran",
+    (JobStatus.PENDING, JobStatus.EXPIRED): "its time to live ran out before it ran",
+    # A miner whose lease lapsed may still post the result of the last attempt while nobody else has the job.
+    (JobStatus.PENDING, JobStatus.COMPLETED): "late result of the last attempt accepted",
+    (JobStatus.PENDING, JobStatus.FAILED): "late failure of the last attempt, or failed by an operator",
+    (JobStatus.RUNNING, JobStatus.COMPLETED): "the miner posted its result",
+    (JobStatus.RUNNING, JobStatus.FAILED): "the miner reported a failure that ends the job",
+    (JobStatus.RUNNING, JobStatus.PENDING): "back in the queue for another attempt",
+    (JobStatus.RUNNING, JobStatus.CANCELLED): "cancelled while it ran",
+}
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    job_type = models.CharField(max_length=64)
+    parameters = models.JSONField(default=dict)
+    requirements = models.JSONField(default=dict)
+    # The scalar requirements again as columns, so the claim query can filter them in SQL.
+    req_min_gpu_memory_gb = models.FloatField(null=True, blank=True)
+    req_gpu_model = models.CharField(max_length=200, null=True, blank=True)
+    req_region = models.CharField(max_length=100, null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    miner = models.ForeignKey("miners.Miner", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField()
+    max_runtime_seconds = models.PositiveIntegerField()
+    progress = models.FloatField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    # Earliest time the job may be handed out again (retry back-off).
+    not_before = models.DateTimeField()
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_request = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The claim walks this index in hand-out order and stops after a few rows, however long the queue.
+            models.Index(
+                F("priority").desc(), "created_at", "id", condition=Q(status="pending"), name="job_claim_queue"
+            ),
+            models.Index(fields=["client", "-created_at"], name="job_client_recent"),
+            models.Index(fields=["miner", "status"], name="job_miner_status"),
+            models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="job_running_lease"),
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="job_pending_deadline"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_idempotency_key_per_client",
+            ),
+            models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_range"),
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(miner__isnull=False, lease_expires_at__isnull=False),
+                name="job_running_has_miner_and_lease",
+            ),
+            models.CheckConstraint(condition=Q(attempts__lte=F("max_attempts")), name="job_attempts_within_max"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_type} {self.id} ({self.status})"
+
+
+class AttemptOutcome(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    LEASE_EXPIRED = "lease_expired", "Lease expired"
+    RELEASED = "released", "Released by the miner"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobAttempt(models.Model):
+    """One hand-out of a job to a miner: who held which attempt decides whose result counts."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveSmallIntegerField()
+    miner = models.ForeignKey("miners.Miner", on_delete=models.PROTECT, related_name="attempts")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices, null=True, blank=True)
+    # What the miner posted for this attempt, kept to recognise an identical replay.
+    reported_status = models.CharField(max_length=16, null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    metrics = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_number_unique")]
+        indexes = [models.Index(fields=["miner", "job"], name="job_attempt_miner")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.number}"
+
+
+class JobEvent(models.Model):
+    """A status change of a job: the job's timeline for its client and the audit trail for operators."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    from_status = models.CharField(max_length=16, choices=JobStatus.choices)
+    to_status = models.CharField(max_length=16, choices=JobStatus.choices)
+    # "client", "miner:<id>", "system" or "operator:<name>".
+    actor = models.CharField(max_length=200)
+    reason = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["job", "at", "id"], name="job_event_timeline"),
+            models.Index(fields=["to_status", "at"], name="job_event_by_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.from_status} → {self.to_status}"

@@ -1,0 +1,137 @@
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from aitbc_site.strict import JSONObjectField, StrictSerializer
+from jobs.models import Job, JobStatus
+from jobs.selectors import effective_status
+from miners.serializers import validate_job_types
+
+
+class JobRequirementsSerializer(StrictSerializer):
+    min_gpu_memory_gb = serializers.FloatField(max_value=1_000_000, required=False)
+    gpu_model = serializers.CharField(max_length=200, required=False)
+    models = serializers.ListField(child=serializers.CharField(max_length=200), max_length=100, required=False)
+    region = serializers.CharField(max_length=100, required=False)
+
+    def validate_min_gpu_memory_gb(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("Must be greater than 0.")
+        return value
+
+
+class JobCreateSerializer(StrictSerializer):
+    job_type = serializers.CharField(max_length=64, help_text="One of the configured JOB_TYPES.")
+    parameters = JSONObjectField(help_text="Input for the job, passed to the miner as is.")
+    requirements = JobRequirementsSerializer(required=False)
+    priority = serializers.IntegerField(min_value=0, max_value=9, default=0, help_text="9 is handed out first.")
+    ttl_seconds = serializers.IntegerField(
+        min_value=10, max_value=86400, required=False, help_text="A job still pending this long after submission expires."
+    )
+    max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    max_runtime_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
+
+    def validate_job_type(self, value: str) -> str:
+        return validate_job_types([value])[0]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+    parameters = JSONObjectField()
+    requirements = JSONObjectField()
+    result = JSONObjectField(allow_null=True)
+    error = JSONObjectField(allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "client_id", "job_type", "parameters", "requirements", "priority", "status", "miner_id",
+            "attempts", "max_attempts", "progress", "result", "error", "created_at", "updated_at", "started_at",
+            "completed_at", "expires_at", "lease_expires_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=JobStatus.choices))
+    def get_status(self, job: Job) -> str:
+        return effective_status(job)
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    attempt = serializers.IntegerField(source="attempts")
+    parameters = JSONObjectField()
+    requirements = JSONObjectField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "job_type", "parameters", "requirements", "priority", "attempt", "lease_expires_at",
+                  "max_runtime_seconds"]
+        read_only_fields = fields
+
+
+class PollQuerySerializer(StrictSerializer):
+    miner_id = serializers.UUIDField()
+    limit = serializers.IntegerField(min_value=1, max_value=10, default=1)
+
+
+class PollResponseSerializer(serializers.Serializer):
+    results = AssignmentSerializer(many=True)
+    retry_after = serializers.IntegerField(required=False, help_text="Only when empty: seconds until polling again.")
+    reason = serializers.ChoiceField(
+        choices=["no_matching_jobs", "at_capacity", "draining"], required=False, help_text="Only when empty."
+    )
+
+
+class JobErrorSerializer(StrictSerializer):
+    code = serializers.CharField(max_length=100)
+    message = serializers.CharField(max_length=10_000, allow_blank=True)
+
+
+class ResultSerializer(StrictSerializer):
+    miner_id = serializers.UUIDField()
+    job_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=[JobStatus.COMPLETED, JobStatus.FAILED])
+    result = JSONObjectField(required=False, allow_null=True, help_text="Required when status is completed.")
+    error = JobErrorSerializer(required=False, allow_null=True, help_text="Required when status is failed.")
+    metrics = JSONObjectField(required=False, allow_null=True)
+    retryable = serializers.BooleanField(default=True, help_text="With failed: may another attempt succeed?")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["status"] == JobStatus.COMPLETED:
+            if attrs.get("result") is None:
+                raise serializers.ValidationError({"result": ["Required when status is completed."]})
+            if attrs.get("error") is not None:
+                raise serializers.ValidationError({"error": ["Not allowed when status is completed."]})
+        else:
+            if attrs.get("error") is None:
+                raise serializers.ValidationError({"error": ["Required when status is failed."]})
+            if attrs.get("result") is not None:
+                raise serializers.ValidationError({"result": ["Not allowed when status is failed."]})
+        return attrs
+
+
+class ResultResponseSerializer(serializers.Serializer):
+    job = JobSerializer()
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    job_type = serializers.ChoiceField(choices=[], required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["job_type"].choices = settings.JOB_TYPES
+
+
+class JobEventSerializer(serializers.Serializer):
+    """A status change: `from` and `to` are Python keywords, so the fields are built here rather than declared."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "at": serializers.DateTimeField(read_only=True),
+            "from": serializers.ChoiceField(source="from_status", choices=JobStatus.choices, read_only=True),
+            "to": serializers.ChoiceField(source="to_status", choices=JobStatus.choices, read_only=True),
+            "actor": serializers.CharField(read_only=True),
+            "reason": serializers.CharField(read_only=True),
+        }

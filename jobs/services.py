@@ -1,0 +1,561 @@
+"""Jobs: the whole life of a job, from submission through hand-out and results to its end.
+
+App dependencies point one way: accounts ← miners ← receipts ← jobs. Only this module changes a job's status, and
+only through `transition`, a compare-and-set that is race-safe on SQLite and PostgreSQL alike.
+"""
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from jobs.exceptions import (
+    IdempotencyKeyReused,
+    InvalidJobState,
+    JobCancelled,
+    JobNotAssigned,
+    JobNotFound,
+    LeaseExpired,
+)
+from jobs.models import JOB_TRANSITIONS, AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
+from jobs.selectors import effective_status
+from miners.models import Miner, MinerStatus
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+SYSTEM = "system"
+CLIENT = "client"
+# How many queued jobs one poll may look at to find ones whose `models` requirement the miner meets.
+CLAIM_SCAN_LIMIT = 200
+# How many lapsed leases one poll recovers before handing out work, so a poll's cost stays bounded.
+LEASE_RECOVERY_BATCH = 50
+
+
+def miner_actor(miner_id: UUID) -> str:
+    return f"miner:{miner_id}"
+
+
+def transition(
+    *, job_id: UUID, expected: str, new: str, actor: str, reason: str, now: datetime, **fields: Any
+) -> bool:
+    """Move a job from `expected` to `new` if, and only if, it is still in `expected`; record the event.
+
+    Returns False when another request changed the job first. The UPDATE's WHERE clause is the lock: of two racing
+    callers exactly one changes the row, on every database.
+    """
+    if (expected, new) not in JOB_TRANSITIONS:
+        raise ValueError(f"illegal job transition {expected} → {new}")
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job_id, status=expected).update(status=new, updated_at=now, **fields)
+        if changed != 1:
+            return False
+        JobEvent.objects.create(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
+    return True
+
+
+def _retry_delay(attempt: int) -> timedelta:
+    """Exponential back-off: the base doubled per attempt already made, with ±20 % jitter to spread retries out."""
+    base = settings.JOB_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+# --- submission -------------------------------------------------------------------------------------------------
+
+
+def job_submit(
+    *,
+    client: User,
+    job_type: str,
+    parameters: dict[str, Any],
+    requirements: dict[str, Any],
+    priority: int = 0,
+    ttl_seconds: int | None = None,
+    max_attempts: int | None = None,
+    max_runtime_seconds: int | None = None,
+    idempotency_key: str | None = None,
+    request_body: Any = None,
+) -> tuple[Job, bool]:
+    """Create a job, or return the one an earlier identical request with the same Idempotency-Key created."""
+    now = timezone.now()
+    if idempotency_key:
+        replayed = _idempotent_replay(client=client, idempotency_key=idempotency_key, request_body=request_body, now=now)
+        if replayed is not None:
+            return replayed, False
+    gpu_model = requirements.get("gpu_model")
+    job = Job(
+        client=client,
+        job_type=job_type,
+        parameters=parameters,
+        requirements=requirements,
+        req_min_gpu_memory_gb=requirements.get("min_gpu_memory_gb"),
+        req_gpu_model=gpu_model.lower() if gpu_model else None,
+        req_region=requirements.get("region"),
+        priority=priority,
+        status=JobStatus.PENDING,
+        max_attempts=max_attempts or settings.JOB_MAX_ATTEMPTS,
+        max_runtime_seconds=max_runtime_seconds or settings.JOB_MAX_RUNTIME_SECONDS,
+        created_at=now,
+        updated_at=now,
+        not_before=now,
+        expires_at=now + timedelta(seconds=ttl_seconds or settings.JOB_TTL_SECONDS),
+        idempotency_key=idempotency_key or None,
+        idempotency_request=request_body if idempotency_key else None,
+    )
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the insert; answer as its replay.
+        if not idempotency_key:
+            raise
+        replayed = _idempotent_replay(client=client, idempotency_key=idempotency_key, request_body=request_body, now=now)
+        if replayed is None:
+            raise
+        return replayed, False
+    return job, True
+
+
+def _idempotent_replay(*, client: User, idempotency_key: str, request_body: Any, now: datetime) -> Job | None:
+    earlier = Job.objects.filter(client=client, idempotency_key=idempotency_key).first()
+    if earlier is None:
+        return None
+    if earlier.created_at < now - IDEMPOTENCY_WINDOW:
+        # The key's window is over: free it for the new job. The old job keeps everything but the key.
+        Job.objects.filter(pk=earlier.pk, idempotency_key=idempotency_key).update(idempotency_key=None)
+        return None
+    if earlier.idempotency_request != request_body:
+        raise IdempotencyKeyReused()
+    return earlier
+
+
+# --- hand-out ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClaimResult:
+    jobs: list[Job] = field(default_factory=list)
+    # Why nothing was handed out: "no_matching_jobs", "at_capacity" or "draining"; None when jobs were.
+    reason: str | None = None
+
+
+def _meets_requirements(miner: Miner, requirements: dict[str, Any]) -> bool:
+    wanted_models = requirements.get("models") or []
+    if not wanted_models:
+        return True
+    return set(wanted_models) <= set(miner.resources.get("models") or [])
+
+
+def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> Any:
+    resources = miner.resources
+    queue = Job.objects.filter(
+        status=JobStatus.PENDING,
+        job_type__in=miner.capabilities,
+        not_before__lte=now,
+        expires_at__gt=now,
+    )
+    memory = resources.get("gpu_memory_gb")
+    queue = queue.filter(
+        Q(req_min_gpu_memory_gb__isnull=True)
+        | (Q(req_min_gpu_memory_gb__lte=memory) if memory is not None else Q(pk__in=[]))
+    )
+    gpu_model = resources.get("gpu_model")
+    queue = queue.filter(
+        Q(req_gpu_model__isnull=True) | (Q(req_gpu_model=gpu_model.lower()) if gpu_model else Q(pk__in=[]))
+    )
+    region = resources.get("region")
+    queue = queue.filter(Q(req_region__isnull=True) | (Q(req_region=region) if region else Q(pk__in=[])))
+    if exclude_ids:
+        queue = queue.exclude(pk__in=exclude_ids)
+    queue = queue.order_by("-priority", "created_at", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        # PostgreSQL: concurrent polls skip each other's candidates instead of queueing on them. The compare-and-set
+        # in `transition` still decides who gets a job.
+        queue = queue.select_for_update(skip_locked=True, of=("self",))
+    return queue.values_list("id", "requirements", "attempts", "max_runtime_seconds")
+
+
+def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
+    """Of these jobs, the ones whose previous attempt this miner failed."""
+    return set(
+        JobAttempt.objects.filter(
+            job_id__in=job_ids, miner=miner, outcome=AttemptOutcome.FAILED
+        ).values_list("job_id", flat=True)
+    )
+
+
+def _another_capable_miner_exists(miner: Miner, job_type: str, now: datetime) -> bool:
+    alive_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
+    others = Miner.objects.filter(status=MinerStatus.ACTIVE, last_heartbeat__gte=alive_since).exclude(pk=miner.pk)
+    return any(job_type in other.capabilities for other in others.only("capabilities"))
+
+
+def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
+    """Hand the miner up to `limit` pending jobs it can run, highest priority first, then oldest."""
+    now = timezone.now()
+    miner_touch(miner=miner, now=now)
+    if miner.status == MinerStatus.DRAINING:
+        return ClaimResult(reason="draining")
+    recover_expired_leases(now=now, batch=LEASE_RECOVERY_BATCH)
+    running = Job.objects.filter(miner=miner, status=JobStatus.RUNNING).count()
+    capacity = min(limit, miner.max_concurrent_jobs - running)
+    if capacity <= 0:
+        return ClaimResult(reason="at_capacity")
+
+    claimed: list[UUID] = []
+    with transaction.atomic():
+        rows = list(_claim_candidates(miner, now, exclude_ids=set())[:CLAIM_SCAN_LIMIT])
+        eligible = [row for row in rows if _meets_requirements(miner, row[1])]
+        retried_here = _jobs_just_failed_by(miner, [row[0] for row in eligible if row[2] > 0])
+        for job_id, _requirements, attempts, max_runtime in eligible:
+            if len(claimed) == capacity:
+                break
+            if job_id in retried_here and _another_capable_miner_exists(miner, _job_type(job_id), now):
+                continue
+            if _start_attempt(job_id=job_id, miner=miner, attempt=attempts + 1, max_runtime=max_runtime, now=now):
+                claimed.append(job_id)
+    if not claimed:
+        return ClaimResult(reason="no_matching_jobs")
+    jobs = {job.pk: job for job in Job.objects.filter(pk__in=claimed)}
+    return ClaimResult(jobs=[jobs[job_id] for job_id in claimed])
+
+
+def _job_type(job_id: UUID) -> str:
+    return Job.objects.values_list("job_type", flat=True).get(pk=job_id)
+
+
+def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> datetime:
+    """A lease lasts JOB_LEASE_SECONDS from now, but never beyond the attempt's maximum runtime."""
+    return min(now + timedelta(seconds=settings.JOB_LEASE_SECONDS), started_at + timedelta(seconds=max_runtime))
+
+
+def _start_attempt(*, job_id: UUID, miner: Miner, attempt: int, max_runtime: int, now: datetime) -> bool:
+    with transaction.atomic():
+        started = transition(
+            job_id=job_id,
+            expected=JobStatus.PENDING,
+            new=JobStatus.RUNNING,
+            actor=miner_actor(miner.pk),
+            reason=f"attempt {attempt} handed to the miner",
+            now=now,
+            miner=miner,
+            attempts=attempt,
+            started_at=now,
+            progress=None,
+            lease_expires_at=_lease_end(started_at=now, max_runtime=max_runtime, now=now),
+        )
+        if started:
+            JobAttempt.objects.create(job_id=job_id, number=attempt, miner=miner, started_at=now)
+    return started
+
+
+# --- liveness ---------------------------------------------------------------------------------------------------
+
+
+def miner_touch(*, miner: Miner, now: datetime) -> None:
+    """A poll counts as a sign of life: bring back an inactive miner, keep a draining one draining."""
+    new_status = MinerStatus.DRAINING if miner.status == MinerStatus.DRAINING else MinerStatus.ACTIVE
+    Miner.objects.filter(pk=miner.pk).update(last_heartbeat=now, status=new_status)
+    miner.last_heartbeat, miner.status = now, new_status
+
+
+@dataclass
+class HeartbeatResult:
+    miner: Miner
+    held_jobs: list[UUID]
+    cancelled_jobs: list[UUID]
+
+
+def miner_heartbeat(
+    *, miner: Miner, status: str | None = None, jobs: list[dict[str, Any]] | None = None
+) -> HeartbeatResult:
+    """Record a sign of life; renew the miner's leases (all, or exactly those listed) and release the unlisted."""
+    now = timezone.now()
+    if status is not None:
+        miner.status = status
+    elif miner.status == MinerStatus.INACTIVE:
+        miner.status = MinerStatus.ACTIVE
+    miner.last_heartbeat = now
+    Miner.objects.filter(pk=miner.pk).update(last_heartbeat=now, status=miner.status, updated_at=now)
+
+    held = list(Job.objects.filter(miner=miner, status=JobStatus.RUNNING).only("id", "started_at", "max_runtime_seconds"))
+    reported = {str(item["job_id"]): item.get("progress") for item in jobs} if jobs is not None else None
+    kept: list[UUID] = []
+    for job in held:
+        if reported is not None and str(job.pk) not in reported:
+            _end_attempt_and_requeue(
+                job_id=job.pk,
+                miner=miner,
+                outcome=AttemptOutcome.RELEASED,
+                actor=miner_actor(miner.pk),
+                reason="the miner no longer reports the job",
+                now=now,
+                back_off=False,
+            )
+            continue
+        progress = reported.get(str(job.pk)) if reported is not None else None
+        renewal: dict[str, Any] = {
+            "lease_expires_at": _lease_end(started_at=job.started_at, max_runtime=job.max_runtime_seconds, now=now)
+        }
+        if progress is not None:
+            renewal["progress"] = progress
+        # Only while this miner still runs it: a lease that lapsed a moment ago is not revived.
+        if Job.objects.filter(pk=job.pk, miner=miner, status=JobStatus.RUNNING).update(**renewal):
+            kept.append(job.pk)
+
+    cancelled_since = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    cancelled = list(
+        JobAttempt.objects.filter(
+            miner=miner, outcome=AttemptOutcome.CANCELLED, reported_status__isnull=True, finished_at__gte=cancelled_since
+        ).values_list("job_id", flat=True)
+    )
+    return HeartbeatResult(miner=miner, held_jobs=kept, cancelled_jobs=cancelled)
+
+
+def _end_attempt_and_requeue(
+    *, job_id: UUID, miner: Miner, outcome: str, actor: str, reason: str, now: datetime, back_off: bool
+) -> bool:
+    """Take a running job away from its miner: back to pending, or failed if that was its last attempt."""
+    with transaction.atomic():
+        job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, miner=miner).first()
+        if job is None:
+            return False
+        attempt = JobAttempt.objects.filter(job_id=job_id, number=job.attempts).first()
+        if job.attempts >= job.max_attempts and outcome != AttemptOutcome.RELEASED:
+            moved = transition(
+                job_id=job_id,
+                expected=JobStatus.RUNNING,
+                new=JobStatus.FAILED,
+                actor=actor,
+                reason=f"{reason}; no attempts left",
+                now=now,
+                completed_at=now,
+                lease_expires_at=None,
+                error=_max_attempts_error(job, attempt, reason),
+            )
+        else:
+            moved = transition(
+                job_id=job_id,
+                expected=JobStatus.RUNNING,
+                new=JobStatus.PENDING,
+                actor=actor,
+                reason=reason,
+                now=now,
+                miner=None,
+                lease_expires_at=None,
+                progress=None,
+                not_before=now + _retry_delay(job.attempts) if back_off else now,
+                # A released attempt was never really tried: give it back so a miner restart costs no attempt.
+                **({"attempts": job.attempts - 1} if outcome == AttemptOutcome.RELEASED else {}),
+            )
+        if moved and attempt is not None:
+            if outcome == AttemptOutcome.RELEASED:
+                attempt.delete()
+            else:
+                JobAttempt.objects.filter(pk=attempt.pk, outcome__isnull=True).update(outcome=outcome, finished_at=now)
+    return moved
+
+
+def _max_attempts_error(job: Job, attempt: JobAttempt | None, reason: str) -> dict[str, Any]:
+    last_error = attempt.error if attempt is not None and attempt.error else {"code": "LEASE_EXPIRED", "message": reason}
+    return {
+        "code": "MAX_ATTEMPTS_EXCEEDED",
+        "message": f"The job failed {job.max_attempts} attempt(s).",
+        "details": {"last_error": last_error},
+    }
+
+
+def recover_expired_leases(*, now: datetime, batch: int | None = None) -> int:
+    """Requeue (or fail, if it was the last attempt) every running job whose lease has lapsed."""
+    lapsed = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lte=now).order_by("lease_expires_at")
+    rows = list(lapsed.values_list("id", "miner_id")[:batch] if batch else lapsed.values_list("id", "miner_id"))
+    recovered = 0
+    for job_id, miner_id in rows:
+        recovered += _end_attempt_and_requeue(
+            job_id=job_id,
+            miner=Miner(pk=miner_id),
+            outcome=AttemptOutcome.LEASE_EXPIRED,
+            actor=SYSTEM,
+            reason="the miner's lease expired",
+            now=now,
+            back_off=True,
+        )
+    return recovered
+
+
+def expire_overdue_jobs(*, now: datetime) -> int:
+    """Store `expired` for pending jobs past their deadline (they already read as expired)."""
+    overdue = Job.objects.filter(status=JobStatus.PENDING, expires_at__lte=now).values_list("id", flat=True)
+    return sum(
+        transition(
+            job_id=job_id,
+            expected=JobStatus.PENDING,
+            new=JobStatus.EXPIRED,
+            actor=SYSTEM,
+            reason="its time to live ran out before it ran",
+            now=now,
+            completed_at=now,
+        )
+        for job_id in list(overdue)
+    )
+
+
+# --- results ----------------------------------------------------------------------------------------------------
+
+
+def job_submit_result(
+    *,
+    miner: Miner,
+    job_id: UUID | str,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    retryable: bool = True,
+) -> Job:
+    """Accept a miner's result for its attempt; an identical replay answers as the first time did."""
+    for _ in range(3):
+        with transaction.atomic():
+            job, attempt = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
+            if attempt is None:
+                return job
+            now = timezone.now()
+            JobAttempt.objects.filter(pk=attempt.pk).update(
+                reported_status=status,
+                result=result,
+                error=error,
+                metrics=metrics,
+                finished_at=now,
+                outcome=AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
+            )
+            if _apply_result(job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now):
+                job.refresh_from_db()
+                return job
+            # The job changed between our read and our write (PostgreSQL; SQLite's immediate transactions
+            # serialise the two). Undo the attempt's record and judge again against the new state.
+            transaction.set_rollback(True)
+    raise InvalidJobState("The job changed while its result was being recorded; try again.")
+
+
+def _judge_result(
+    *, miner: Miner, job_id: UUID | str, status: str, result: Any, error: Any
+) -> tuple[Job, JobAttempt | None]:
+    """Decide whether this miner's result counts: (job, the attempt to record it on), or (job, None) for a replay."""
+    try:
+        job = Job.objects.get(pk=job_id)
+    except (Job.DoesNotExist, ValueError):
+        raise JobNotFound() from None
+    attempt = JobAttempt.objects.filter(job=job, miner=miner).order_by("-number").first()
+    if attempt is None:
+        raise JobNotAssigned()
+    if attempt.reported_status is not None:
+        if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
+            return job, None
+        raise InvalidJobState("A different result was already posted for this attempt.")
+    if job.status == JobStatus.CANCELLED:
+        raise JobCancelled()
+    if attempt.number != job.attempts:
+        raise LeaseExpired()
+    if job.status == JobStatus.RUNNING and job.miner_id == miner.pk:
+        return job, attempt
+    if job.status == JobStatus.PENDING:
+        # The lease lapsed but nobody took the job since: the work is not wasted.
+        return job, attempt
+    raise InvalidJobState(f"The job is already {job.status}.", details={"status": job.status})
+
+
+def _apply_result(
+    *, job: Job, miner: Miner, status: str, result: Any, error: Any, retryable: bool, now: datetime
+) -> bool:
+    actor = miner_actor(miner.pk)
+    expected = job.status
+    if status == JobStatus.COMPLETED:
+        return transition(
+            job_id=job.pk, expected=expected, new=JobStatus.COMPLETED, actor=actor, reason="the miner posted its result",
+            now=now, result=result, error=None, completed_at=now, lease_expires_at=None, progress=1.0,
+        )
+    if not retryable:
+        return transition(
+            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor,
+            reason="the miner reported a failure that cannot be retried",
+            now=now, error=error, completed_at=now, lease_expires_at=None,
+        )
+    if job.attempts >= job.max_attempts:
+        return transition(
+            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor,
+            reason="the miner reported a failure and no attempts are left",
+            now=now, completed_at=now, lease_expires_at=None,
+            error={
+                "code": "MAX_ATTEMPTS_EXCEEDED",
+                "message": f"The job failed {job.max_attempts} attempt(s).",
+                "details": {"last_error": error},
+            },
+        )
+    if expected == JobStatus.PENDING:
+        # Already back in the queue after a lapsed lease: the failure is noted on the attempt, the job waits.
+        return True
+    return transition(
+        job_id=job.pk, expected=expected, new=JobStatus.PENDING, actor=actor,
+        reason="the miner reported a failure; the job will be retried",
+        now=now, miner=None, lease_expires_at=None, progress=None, not_before=now + _retry_delay(job.attempts),
+    )
+
+
+# --- cancellation -----------------------------------------------------------------------------------------------
+
+
+def job_cancel(*, job: Job, actor: str = CLIENT, reason: str = "cancelled by its client") -> Job:
+    """Cancel a pending or running job; cancelling a cancelled job again changes nothing."""
+    now = timezone.now()
+    for _ in range(3):
+        job.refresh_from_db()
+        current = effective_status(job)
+        if current == JobStatus.CANCELLED:
+            return job
+        if current == JobStatus.EXPIRED and job.status == JobStatus.PENDING:
+            transition(
+                job_id=job.pk, expected=JobStatus.PENDING, new=JobStatus.EXPIRED, actor=SYSTEM,
+                reason="its time to live ran out before it ran", now=now, completed_at=now,
+            )
+            continue
+        if current not in (JobStatus.PENDING, JobStatus.RUNNING):
+            raise InvalidJobState(f"A {current} job cannot be cancelled.", details={"status": current})
+        with transaction.atomic():
+            if transition(
+                job_id=job.pk, expected=current, new=JobStatus.CANCELLED, actor=actor, reason=reason, now=now,
+                completed_at=now, lease_expires_at=None,
+            ):
+                if current == JobStatus.RUNNING:
+                    JobAttempt.objects.filter(job=job, number=job.attempts, outcome__isnull=True).update(
+                        outcome=AttemptOutcome.CANCELLED, finished_at=now
+                    )
+                job.refresh_from_db()
+                return job
+    # Three lost races in a row: the job is changing faster than we can read it; let the client try again.
+    raise InvalidJobState("The job changed while it was being cancelled; try again.")
+
+
+# --- maintenance ------------------------------------------------------------------------------------------------
+
+
+def mark_silent_miners_inactive(*, now: datetime) -> int:
+    """Store `inactive` for miners silent longer than MINER_HEARTBEAT_TIMEOUT (they already read as inactive)."""
+    silent_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
+    return Miner.objects.filter(
+        status__in=[MinerStatus.ACTIVE, MinerStatus.DRAINING], last_heartbeat__lt=silent_since
+    ).update(status=MinerStatus.INACTIVE, updated_at=now)
+
+
+def catch_up_stored_state() -> dict[str, int]:
+    """Make the stored state match what reads already show: lapsed leases, overdue jobs, silent miners."""
+    now = timezone.now()
+    return {
+        "leases_recovered": recover_expired_leases(now=now),
+        "jobs_expired": expire_overdue_jobs(now=now),
+        "miners_inactive": mark_silent_miners_inactive(now=now),
+    }

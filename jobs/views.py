@@ -1,0 +1,164 @@
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from aitbc_site.authentication import IsClient, IsMiner
+from aitbc_site.openapi import error_responses
+from aitbc_site.pagination import CursorPage, OldestFirstCursorPage
+from jobs import selectors, services
+from jobs.serializers import (
+    AssignmentSerializer,
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobListQuerySerializer,
+    JobSerializer,
+    PollQuerySerializer,
+    PollResponseSerializer,
+    ResultResponseSerializer,
+    ResultSerializer,
+)
+from miners.selectors import miner_get_for_owner
+
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Resending the same body with the same key within 24 h returns the original job (200).",
+)
+JOB_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The job's id.")
+
+# How long a miner should wait before polling again after an empty answer, by reason.
+RETRY_AFTER_SECONDS = {"no_matching_jobs": 2, "at_capacity": 5}
+
+
+def heartbeat_interval() -> int:
+    """The cadence at which miners should send heartbeats: well inside both the lease and the liveness timeout."""
+    return max(1, min(settings.JOB_LEASE_SECONDS, settings.MINER_HEARTBEAT_TIMEOUT) // 3)
+
+
+@extend_schema(tags=["client"], parameters=[JOB_ID])
+class ClientJobViewSet(viewsets.ViewSet):
+    permission_classes = [IsClient]
+    # Read by drf-spectacular to document the lists' cursor parameters and page shape.
+    pagination_class = CursorPage
+
+    @extend_schema(
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+        request=JobCreateSerializer,
+        responses={
+            201: JobSerializer,
+            200: OpenApiResponse(JobSerializer, description="Replay of an earlier request with the same Idempotency-Key."),
+            **error_responses(400, 409),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        """Submit a job."""
+        payload = JobCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        idempotency_key = request.headers.get("Idempotency-Key", "").strip()[:255] or None
+        job, created = services.job_submit(
+            client=request.user,
+            job_type=data["job_type"],
+            parameters=data["parameters"],
+            requirements=data.get("requirements") or {},
+            priority=data["priority"],
+            ttl_seconds=data.get("ttl_seconds"),
+            max_attempts=data.get("max_attempts"),
+            max_runtime_seconds=data.get("max_runtime_seconds"),
+            idempotency_key=idempotency_key,
+            request_body=request.data,
+        )
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        parameters=[JobListQuerySerializer],
+        responses={200: JobSerializer(many=True), **error_responses(400)},
+    )
+    def list(self, request: Request) -> Response:
+        """The caller's jobs, newest first."""
+        query = JobListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        jobs = selectors.jobs_for_client(client=request.user, **query.validated_data)
+        paginator = CursorPage()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: JobSerializer, **error_responses(404)})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        """One of the caller's jobs."""
+        return Response(JobSerializer(selectors.job_get_for_client(job_id=pk, client=request.user)).data)
+
+    @extend_schema(operation_id="client_jobs_status", responses={200: JobSerializer, **error_responses(404)})
+    @action(detail=True, methods=["get"], url_path="status")
+    def job_status(self, request: Request, pk: str) -> Response:
+        """The job's status and progress (the same document as the job)."""
+        return self.retrieve(request, pk)
+
+    @extend_schema(request=None, responses={200: JobSerializer, **error_responses(404, 409)})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a pending or running job; cancelling it again is harmless."""
+        job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        return Response(JobSerializer(services.job_cancel(job=job)).data)
+
+    @extend_schema(responses={200: JobEventSerializer(many=True), **error_responses(400, 404)})
+    @action(detail=True, methods=["get"])
+    def events(self, request: Request, pk: str) -> Response:
+        """The job's timeline: every status change, oldest first."""
+        job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        paginator = OldestFirstCursorPage()
+        page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
+        return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
+
+
+@extend_schema(tags=["miner"])
+class MinerJobViewSet(viewsets.ViewSet):
+    permission_classes = [IsMiner]
+
+    @extend_schema(
+        operation_id="miner_jobs_poll",
+        parameters=[PollQuerySerializer],
+        responses={200: PollResponseSerializer, **error_responses(400, 404)},
+    )
+    @action(detail=False, methods=["get"], url_path="jobs")
+    def poll(self, request: Request) -> Response:
+        """Take up to `limit` pending jobs this miner can run; each becomes running under a lease."""
+        query = PollQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        miner = miner_get_for_owner(miner_id=query.validated_data["miner_id"], owner=request.user)
+        claim = services.job_claim(miner=miner, limit=query.validated_data["limit"])
+        body: dict[str, Any] = {"results": AssignmentSerializer(claim.jobs, many=True).data}
+        if claim.reason is not None:
+            body["reason"] = claim.reason
+            body["retry_after"] = RETRY_AFTER_SECONDS.get(claim.reason, heartbeat_interval())
+        return Response(body)
+
+    @extend_schema(
+        operation_id="miner_result",
+        request=ResultSerializer,
+        responses={200: ResultResponseSerializer, **error_responses(400, 404, 409)},
+    )
+    @action(detail=False, methods=["post"])
+    def result(self, request: Request) -> Response:
+        """Post the result (or failure) of a job this miner holds."""
+        payload = ResultSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        miner = miner_get_for_owner(miner_id=data["miner_id"], owner=request.user)
+        job = services.job_submit_result(
+            miner=miner,
+            job_id=data["job_id"],
+            status=data["status"],
+            result=data.get("result"),
+            error=data.get("error"),
+            metrics=data.get("metrics"),
+            retryable=data["retryable"],
+        )
+        return Response({"job": JobSerializer(job).data})

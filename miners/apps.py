@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MinersConfig(AppConfig):
+    name = "miners"
+    verbose_name = "Miners"

@@ -1,0 +1,39 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class MinerStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DRAINING = "draining", "Draining"
+    INACTIVE = "inactive", "Inactive"
+
+
+class Miner(models.Model):
+    """A GPU owner's worker. `owner` is the principal that registered it; `address` is the wallet it is paid to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="miners")
+    address = models.CharField(max_length=44)
+    endpoint = models.URLField(max_length=500, null=True, blank=True)
+    capabilities = models.JSONField(default=list)
+    resources = models.JSONField(default=dict)
+    max_concurrent_jobs = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=MinerStatus.choices, default=MinerStatus.ACTIVE)
+    last_heartbeat = models.DateTimeField()
+    registered_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-registered_at"]
+        indexes = [models.Index(fields=["owner", "-registered_at"], name="miner_owner_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_concurrent_jobs__gte=1, max_concurrent_jobs__lte=64),
+                name="miner_max_concurrent_jobs_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.address})"

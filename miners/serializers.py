@@ -1,0 +1,78 @@
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from accounts.addresses import canonical_address
+from aitbc_site.exceptions import InvalidJobType
+from aitbc_site.strict import StrictSerializer
+from miners.models import Miner, MinerStatus
+
+
+def validate_job_types(job_types: list[str]) -> list[str]:
+    unknown = [job_type for job_type in job_types if job_type not in settings.JOB_TYPES]
+    if unknown:
+        raise InvalidJobType(
+            f"Unsupported job type(s): {', '.join(unknown[:10])}.",
+            details={"unsupported": unknown[:10], "supported": settings.JOB_TYPES},
+        )
+    return list(dict.fromkeys(job_types))
+
+
+class MinerResourcesSerializer(StrictSerializer):
+    gpu_model = serializers.CharField(max_length=200, required=False)
+    gpu_memory_gb = serializers.FloatField(min_value=0, max_value=1_000_000, required=False)
+    models = serializers.ListField(child=serializers.CharField(max_length=200), max_length=200, required=False)
+    region = serializers.CharField(max_length=100, required=False)
+
+
+class MinerRegisterSerializer(StrictSerializer):
+    miner_id = serializers.UUIDField(required=False, help_text="Update this earlier registration instead.")
+    address = serializers.CharField(max_length=100, help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
+    endpoint = serializers.URLField(max_length=500, required=False, allow_null=True)
+    capabilities = serializers.ListField(
+        child=serializers.CharField(max_length=64), min_length=1, max_length=64, help_text="Job types it can run."
+    )
+    resources = MinerResourcesSerializer(required=False)
+    max_concurrent_jobs = serializers.IntegerField(min_value=1, max_value=64, default=1)
+
+    def validate_address(self, value: str) -> str:
+        return canonical_address(value)
+
+    def validate_capabilities(self, value: list[str]) -> list[str]:
+        return validate_job_types(value)
+
+
+class MinerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Miner
+        fields = [
+            "id", "address", "endpoint", "capabilities", "resources", "max_concurrent_jobs", "status",
+            "last_heartbeat", "registered_at",
+        ]
+        read_only_fields = fields
+
+
+class HeartbeatJobSerializer(StrictSerializer):
+    job_id = serializers.UUIDField()
+    progress = serializers.FloatField(min_value=0, max_value=1, required=False)
+
+
+class HeartbeatSerializer(StrictSerializer):
+    miner_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=[MinerStatus.ACTIVE, MinerStatus.DRAINING], required=False)
+    jobs = HeartbeatJobSerializer(many=True, required=False, max_length=1000)
+
+
+class HeartbeatResponseSerializer(MinerSerializer):
+    held_jobs = serializers.ListField(child=serializers.UUIDField())
+    cancelled_jobs = serializers.ListField(child=serializers.UUIDField(), help_text="Stop working on these.")
+    heartbeat_interval = serializers.IntegerField(help_text="Seconds between heartbeats the server expects.")
+
+    class Meta(MinerSerializer.Meta):
+        fields = [*MinerSerializer.Meta.fields, "held_jobs", "cancelled_jobs", "heartbeat_interval"]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        miner, extra = instance
+        return {**MinerSerializer(miner).data, **extra}
