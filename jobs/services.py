@@ -559,3 +559,13 @@ def catch_up_stored_state() -> dict[str, int]:
         "jobs_expired": expire_overdue_jobs(now=now),
         "miners_inactive": mark_silent_miners_inactive(now=now),
     }
+
+
+def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
+    """Delete miners silent for `inactive_for` that never held a job; miners with a history stay as the archive."""
+    silent_since = now - inactive_for
+    purgeable = Miner.objects.filter(last_heartbeat__lt=silent_since).exclude(
+        Q(jobs__isnull=False) | Q(attempts__isnull=False)
+    )
+    deleted, _ = Miner.objects.filter(pk__in=list(purgeable.values_list("pk", flat=True))).delete()
+    return deleted

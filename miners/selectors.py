@@ -1,8 +1,12 @@
+from datetime import timedelta
 from uuid import UUID
+
+from django.conf import settings
+from django.utils import timezone
 
 from accounts.models import User
 from miners.exceptions import MinerNotFound
-from miners.models import Miner
+from miners.models import Miner, MinerStatus
 
 
 def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
@@ -11,3 +15,10 @@ def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
         return Miner.objects.get(pk=miner_id, owner=owner)
     except (Miner.DoesNotExist, ValueError):
         raise MinerNotFound() from None
+
+
+def effective_miner_status(miner: Miner) -> str:
+    """The status as it reads now: a miner silent for MINER_HEARTBEAT_TIMEOUT is inactive before maintenance says so."""
+    if miner.last_heartbeat < timezone.now() - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT):
+        return MinerStatus.INACTIVE
+    return miner.status

@@ -1,12 +1,14 @@
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.addresses import canonical_address
 from aitbc_site.exceptions import InvalidJobType
 from aitbc_site.strict import StrictSerializer
 from miners.models import Miner, MinerStatus
+from miners.selectors import effective_miner_status
 
 
 def validate_job_types(job_types: list[str]) -> list[str]:
@@ -44,6 +46,8 @@ class MinerRegisterSerializer(StrictSerializer):
 
 
 class MinerSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
     class Meta:
         model = Miner
         fields = [
@@ -51,6 +55,10 @@ class MinerSerializer(serializers.ModelSerializer):
             "last_heartbeat", "registered_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=MinerStatus.choices))
+    def get_status(self, miner: Miner) -> str:
+        return effective_miner_status(miner)
 
 
 class HeartbeatJobSerializer(StrictSerializer):

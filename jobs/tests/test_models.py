@@ -1,0 +1,47 @@
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, Job, JobEvent, JobStatus
+from jobs.services import transition
+from jobs.tests.factories import make_job, make_miner
+
+ALL_PAIRS = list(itertools.product(JobStatus.values, repeat=2))
+
+
+@pytest.mark.parametrize(("current", "new"), ALL_PAIRS)
+@pytest.mark.django_db
+def test_transition_allows_exactly_the_moves_of_the_table(current: str, new: str) -> None:
+    miner = make_miner()
+    job = make_job(status=current, miner=miner if current == JobStatus.RUNNING else None)
+    now = timezone.now()
+    extra = {"miner": miner, "lease_expires_at": now + timedelta(minutes=1)} if new == JobStatus.RUNNING else {}
+    if (current, new) in JOB_TRANSITIONS:
+        assert transition(job_id=job.pk, expected=current, new=new, actor="system", reason="test", now=now, **extra)
+        job.refresh_from_db()
+        assert job.status == new
+        event = JobEvent.objects.get(job=job)
+        assert (event.from_status, event.to_status, event.actor) == (current, new, "system")
+    else:
+        with pytest.raises(ValueError, match="illegal job transition"):
+            transition(job_id=job.pk, expected=current, new=new, actor="system", reason="test", now=now, **extra)
+        job.refresh_from_db()
+        assert job.status == current
+        assert not JobEvent.objects.filter(job=job).exists()
+
+
+def test_terminal_statuses_have_no_way_out() -> None:
+    assert not [pair for pair in JOB_TRANSITIONS if pair[0] in TERMINAL_STATUSES]
+
+
+@pytest.mark.django_db
+def test_a_transition_from_a_stale_status_changes_nothing() -> None:
+    job = make_job(status=JobStatus.CANCELLED)
+    assert not transition(
+        job_id=job.pk, expected=JobStatus.PENDING, new=JobStatus.EXPIRED, actor="system", reason="test",
+        now=timezone.now(),
+    )
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    assert not JobEvent.objects.exists()
