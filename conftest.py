@@ -135,3 +135,35 @@ def live_env(database_url: str, **overrides: str) -> dict[str, str]:
         "MAINTENANCE_INTERVAL_SECONDS": "0",
         **overrides,
     }
+
+
+def api_with_key(raw_key: str) -> APIClient:
+    """A client that sends this X-Api-Key (an API_KEYS entry, a revoked key, a made-up one …)."""
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=raw_key)
+    api.raw_key = raw_key  # type: ignore[attr-defined]
+    return api
+
+
+def issue_api(role: str, *, user: User | None = None, name: str = "extra key") -> APIClient:
+    """A client with a freshly issued key of this role, owned by `user` (or by a service user of its own)."""
+    _, raw_key = api_key_issue(role=role, name=name, user=user)
+    return api_with_key(raw_key)
+
+
+def start_job(client: APIClient, miner: APIClient, **job_overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit a job and have a newly registered miner take it: (job as submitted, miner)."""
+    job = submit_job(client, **job_overrides)
+    registered = register_miner(miner)
+    assignments = poll(miner, registered["id"])["results"]
+    assert [assignment["id"] for assignment in assignments] == [job["id"]], assignments
+    return job, registered
+
+
+def api_key_of(api: APIClient) -> Any:
+    """The issued ApiKey row behind a test client's key."""
+    import hashlib
+
+    from accounts.models import ApiKey
+
+    return ApiKey.objects.get(key_hash=hashlib.sha256(api.raw_key.encode()).hexdigest())  # type: ignore[attr-defined]

@@ -7,15 +7,19 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, ApiKeyRole, User
+from accounts.addresses import eip55_address
+from accounts.exceptions import InvalidNonce, InvalidSignature
+from accounts.models import ApiKey, ApiKeyRole, LoginChallenge, User, UserSession
 
 KEY_PREFIX = "aitbc"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -113,3 +117,113 @@ def _touch_last_used(api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     ).update(last_used_at=now)
+
+
+# --- wallet users and login ---------------------------------------------------------------------------------------
+
+
+def wallet_user_for(*, address: str) -> User:
+    """The user of a canonical wallet address, created the first time the wallet logs in or earns."""
+    user = User.objects.filter(wallet_address=address).first()
+    if user is not None:
+        return user
+    try:
+        with transaction.atomic():
+            user = User(username=address, wallet_address=address)
+            user.set_unusable_password()
+            user.save()
+            return user
+    except IntegrityError:
+        return User.objects.get(wallet_address=address)
+
+
+def _siwe_message(*, address: str, nonce: str, issued_at: datetime, expires_at: datetime) -> str:
+    """The EIP-4361 message the wallet signs, field for field in the order the standard gives."""
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return (
+        f"{settings.SITE_DOMAIN} wants you to sign in with your Ethereum account:\n"
+        f"{eip55_address(address)}\n"
+        "\n"
+        "Sign in to the AITBC Coordinator.\n"
+        "\n"
+        f"URI: {settings.SITE_URI}\n"
+        "Version: 1\n"
+        f"Chain ID: {settings.SIWE_CHAIN_ID}\n"
+        f"Nonce: {nonce}\n"
+        f"Issued At: {issued_at.strftime(iso)}\n"
+        f"Expiration Time: {expires_at.strftime(iso)}"
+    )
+
+
+def login_challenge_create(*, address: str) -> LoginChallenge:
+    """Issue a one-time message for the wallet to sign."""
+    now = timezone.now().replace(microsecond=0)
+    expires_at = now + timedelta(seconds=settings.LOGIN_CHALLENGE_SECONDS)
+    nonce = secrets.token_hex(16)
+    return LoginChallenge.objects.create(
+        address=address,
+        nonce=nonce,
+        message=_siwe_message(address=address, nonce=nonce, issued_at=now, expires_at=expires_at),
+        created_at=now,
+        expires_at=expires_at,
+    )
+
+
+def _signer_of(message: str, signature: bytes) -> str | None:
+    """The canonical address whose key made this EIP-191 personal-sign signature, or None if it is not one."""
+    if signature[64] in (0, 1):
+        signature = signature[:64] + bytes([signature[64] + 27])
+    try:
+        recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
+    except (ValueError, TypeError):
+        return None
+    return "ait1" + recovered[2:].lower()
+
+
+@dataclass(frozen=True)
+class Login:
+    token: str
+    session: UserSession
+    user: User
+    created: bool
+
+
+def wallet_login(*, address: str, nonce: str, signature: bytes) -> Login:
+    """Exchange a signed challenge for a session. The nonce is spent by this attempt whatever its outcome."""
+    now = timezone.now()
+    # Spend the nonce first, in its own statement: of two attempts with one nonce only one can get past this line.
+    if not LoginChallenge.objects.filter(nonce=nonce, used_at__isnull=True).update(used_at=now):
+        raise InvalidNonce()
+    challenge = LoginChallenge.objects.get(nonce=nonce)
+    if challenge.address != address or challenge.expires_at <= now:
+        raise InvalidNonce()
+    if _signer_of(challenge.message, signature) != address:
+        raise InvalidSignature()
+    with transaction.atomic():
+        created = not User.objects.filter(wallet_address=address).exists()
+        user = wallet_user_for(address=address)
+        User.objects.filter(pk=user.pk).update(last_login=now)
+        user.last_login = now
+        token = secrets.token_urlsafe(32)
+        session = UserSession.objects.create(
+            user=user,
+            token_hash=_digest(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.SESSION_TTL_SECONDS),
+        )
+    return Login(token=token, session=session, user=user, created=created)
+
+
+def session_authenticate(*, token: str) -> UserSession | None:
+    """The live session behind a token, or None if it is unknown, expired or logged out."""
+    session = UserSession.objects.select_related("user").filter(token_hash=_digest(token)).first()
+    if session is None or session.revoked_at is not None or session.expires_at <= timezone.now():
+        return None
+    if not session.user.is_active:
+        return None
+    return session
+
+
+def session_logout(*, session: UserSession) -> None:
+    """End the session: its token is refused from now on."""
+    UserSession.objects.filter(pk=session.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -7,8 +7,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from accounts.models import ApiKeyRole, User
-from accounts.services import Principal, api_key_authenticate
+from accounts.models import ApiKeyRole, User, UserSession
+from accounts.services import Principal, api_key_authenticate, session_authenticate
 
 API_KEY_HEADER = "X-Api-Key"
 _API_KEY_META = "HTTP_X_API_KEY"
@@ -36,6 +36,40 @@ class ApiKeyAuthentication(BaseAuthentication):
         return API_KEY_HEADER
 
 
+SESSION_HEADER = "X-Session-Token"
+_SESSION_META = "HTTP_X_SESSION_TOKEN"
+
+
+class InvalidSession(exceptions.AuthenticationFailed):
+    default_detail = "The session token is unknown, expired or logged out. Log in again."
+    default_code = "invalid_session"
+
+
+class SessionTokenAuthentication(BaseAuthentication):
+    """Wallet sessions: `request.user` is the wallet's user and `request.auth` the UserSession."""
+
+    def authenticate(self, request: Request) -> tuple[User, UserSession] | None:
+        token = request.META.get(_SESSION_META)
+        if not token:
+            return None
+        session = session_authenticate(token=token.strip())
+        if session is None:
+            raise InvalidSession()
+        return session.user, session
+
+    def authenticate_header(self, request: Request) -> str:
+        return SESSION_HEADER
+
+
+class HasSession(BasePermission):
+    message = "A wallet session is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not isinstance(request.auth, UserSession):
+            raise exceptions.NotAuthenticated("An X-Session-Token header is required.")
+        return True
+
+
 class _HasRole(BasePermission):
     role: str
     message = "This API key may not use this endpoint."
@@ -56,3 +90,10 @@ class IsMiner(_HasRole):
 
 class IsAdminKey(_HasRole):
     role = ApiKeyRole.ADMIN
+
+
+class IsClientOrMiner(BasePermission):
+    message = _HasRole.message
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return IsClient().has_permission(request, view) or IsMiner().has_permission(request, view)

@@ -4,8 +4,10 @@ Every reader raises ImproperlyConfigured with the variable's name and the offend
 at start with a message an operator can act on instead of failing on the first request.
 """
 
+import json
 import os
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,3 +75,37 @@ def env_parsed(name: str, default: T, parse: Callable[[str], T], expected: str) 
         return parse(value)
     except ValueError as error:
         raise ImproperlyConfigured(f"{name} must be {expected}, got {value!r} ({error})") from None
+
+
+def parse_decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("not a decimal number") from None
+    if not value.is_finite():
+        raise ValueError("not a finite number")
+    return value
+
+
+def parse_positive_decimal(text: str) -> Decimal:
+    value = parse_decimal(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def parse_fee_rate(text: str) -> Decimal:
+    rate = parse_decimal(text)
+    if not 0 <= rate <= 1:
+        raise ValueError("out of range")
+    return rate
+
+
+def parse_job_prices(text: str) -> dict[str, Decimal]:
+    prices = json.loads(text)
+    if not isinstance(prices, dict) or not all(isinstance(price, str) for price in prices.values()):
+        raise ValueError("expected an object whose values are decimal strings")
+    parsed = {job_type: parse_decimal(price) for job_type, price in prices.items()}
+    if any(price < 0 or price != price.quantize(Decimal("0.00000001")) for price in parsed.values()):
+        raise ValueError("prices must be non-negative with at most 8 decimal places")
+    return parsed

@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework import status
@@ -13,10 +14,11 @@ from aitbc_site.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 
+# Any other APIException answers its own default_code in capitals: our authentication failures (InvalidApiKey,
+# InvalidSession) name their codes that way.
 _DRF_CODES: dict[type[drf.APIException], str] = {
     drf.ParseError: "MALFORMED_JSON",
     drf.NotAuthenticated: "AUTHENTICATION_REQUIRED",
-    drf.AuthenticationFailed: "INVALID_API_KEY",
     drf.PermissionDenied: "PERMISSION_DENIED",
     drf.NotFound: "NOT_FOUND",
     drf.MethodNotAllowed: "METHOD_NOT_ALLOWED",
@@ -47,6 +49,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status_code, body = exc.status_code, error_body(exc.code, exc.message, exc.details)
     elif isinstance(exc, Http404):
         status_code, body = status.HTTP_404_NOT_FOUND, error_body("NOT_FOUND", "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        # Django's own (a decorator or a check in a view): DRF's default handler makes it a 403 too, so must we.
+        status_code, body = status.HTTP_403_FORBIDDEN, error_body("PERMISSION_DENIED", "Permission denied.")
     elif isinstance(exc, drf.APIException):
         status_code = exc.status_code
         body = error_body(*_drf_error(exc))

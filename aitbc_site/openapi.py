@@ -2,11 +2,15 @@
 
 from typing import Any
 
+import uritemplate
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
+
+from aitbc_site.strict import StrictSerializer
 
 ErrorSerializer = inline_serializer(
     name="Error",
@@ -24,7 +28,8 @@ ErrorSerializer = inline_serializer(
 
 _DESCRIPTIONS = {
     400: "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, INVALID_JOB_TYPE, INVALID_ADDRESS …).",
-    401: "AUTHENTICATION_REQUIRED (no credential) or INVALID_API_KEY.",
+    401: "AUTHENTICATION_REQUIRED (no credential), INVALID_API_KEY or INVALID_SESSION.",
+    402: "INSUFFICIENT_FUNDS: the available balance does not cover the job's price.",
     403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
     404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
     405: "METHOD_NOT_ALLOWED.",
@@ -32,6 +37,7 @@ _DESCRIPTIONS = {
     413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json.",
     500: "INTERNAL_ERROR.",
+    503: "EXCHANGE_DISABLED: the exchange is not configured.",
 }
 
 
@@ -42,6 +48,24 @@ def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
 class AutoSchema(SpectacularAutoSchema):
     """Adds to every operation the errors any request can meet, so no answer is undocumented."""
 
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        # A path parameter declared once on a viewset (`@extend_schema(parameters=[JOB_ID])`) is meant for its detail
+        # routes: on `/v1/client/jobs` (list, create) it would document an `id` the path does not have, and a client
+        # generated from the schema would have to send it.
+        path_variables = set(uritemplate.variables(self.path))
+        return [
+            parameter
+            for parameter in super()._get_parameters()
+            if parameter["in"] != "path" or parameter["name"] in path_variables
+        ]
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        schema = super()._map_basic_serializer(serializer, direction)
+        # StrictSerializer answers 400 to a field it does not know: say so, so clients (and generated tests) know.
+        if direction == "request" and isinstance(force_instance(serializer), StrictSerializer):
+            schema["additionalProperties"] = False
+        return schema
+
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         common = [400, 405, 500]
@@ -50,7 +74,8 @@ class AutoSchema(SpectacularAutoSchema):
         if not any(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
             common += [401, 403]
         for code, response in error_responses(*common).items():
-            responses.setdefault(str(code), self._get_response_for_code(response.response, str(code), response.description))
+            # The OpenApiResponse itself, so its description is used and the media types come from the renderers.
+            responses.setdefault(str(code), self._get_response_for_code(response, str(code)))
         return responses
 
 
@@ -60,3 +85,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+
+
+class SessionTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "aitbc_site.authentication.SessionTokenAuthentication"
+    name = "SessionToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "X-Session-Token"}

@@ -47,3 +47,7 @@ class CursorPage(CursorPagination):
 
 class OldestFirstCursorPage(CursorPage):
     ordering = ("at", "id")
+
+
+class ReceiptCursorPage(CursorPage):
+    ordering = ("created_at", "id")

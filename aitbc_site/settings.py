@@ -1,12 +1,23 @@
 """The only settings module. Every value comes from the environment (see .env.example for the full list)."""
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from aitbc_site.env import env_bool, env_int, env_list, env_positive_int, env_str
+from aitbc_site.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_parsed,
+    env_positive_int,
+    env_str,
+    parse_fee_rate,
+    parse_job_prices,
+    parse_positive_decimal,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / "data"
@@ -49,6 +60,50 @@ JOB_TTL_SECONDS = env_int("JOB_TTL_SECONDS", 3600, minimum=10, maximum=86400)
 # systemd timers or cron do it instead.
 MAINTENANCE_INTERVAL_SECONDS = env_int("MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0)
 
+# Receipts are signed with this Ed25519 seed (64 hex digits). Unset, the key is generated once and kept in
+# RECEIPT_SIGNING_KEY_FILE so every worker and every later start signs with the same key; production sets it.
+RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY")
+RECEIPT_SIGNING_KEY_FILE = Path(env_str("RECEIPT_SIGNING_KEY_FILE", str(DATA_DIR / "receipt-signing.key")))
+# Public keys (64 hex digits each) of retired signing keys: their receipts still verify.
+RECEIPT_RETIRED_PUBLIC_KEYS = env_list("RECEIPT_RETIRED_PUBLIC_KEYS")
+
+# Wallet login (EIP-4361 Sign-In with Ethereum) and sessions.
+SITE_DOMAIN = env_str("SITE_DOMAIN", "localhost:8000")
+SITE_URI = env_str("SITE_URI", f"https://{SITE_DOMAIN}")
+SIWE_CHAIN_ID = env_int("SIWE_CHAIN_ID", 1, minimum=1)
+LOGIN_CHALLENGE_SECONDS = 300
+SESSION_TTL_SECONDS = env_positive_int("SESSION_TTL_SECONDS", 86400)
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_HEADERS = ["content-type", "x-session-token", "x-api-key", "idempotency-key", "x-request-id"]
+CORS_URLS_REGEX = r"^/v1/.*$"
+
+# Billing. Prices are decimal strings of AITBC per job; operators change them in the admin.
+JOB_PRICES = env_parsed("JOB_PRICES", {}, parse_job_prices, 'a JSON object of decimal strings, e.g. {"llm_inference": "2.5"}')
+DEFAULT_JOB_PRICE = Decimal("1")
+PLATFORM_FEE_RATE = env_parsed("PLATFORM_FEE_RATE", Decimal("0.05"), parse_fee_rate, "a decimal from 0 to 1")
+
+# Exchange: buying AITBC with bitcoin.
+BTC_TO_AITBC_RATE = env_parsed("BTC_TO_AITBC_RATE", Decimal("100000"), parse_positive_decimal, "a positive decimal")
+RATE_MAX_CHANGE = env_parsed("RATE_MAX_CHANGE", Decimal("0.2"), parse_fee_rate, "a decimal from 0 to 1")
+EXCHANGE_MIN_BTC = env_parsed("EXCHANGE_MIN_BTC", Decimal("0.00001"), parse_positive_decimal, "a positive decimal")
+EXCHANGE_MAX_BTC = env_parsed("EXCHANGE_MAX_BTC", Decimal("1"), parse_positive_decimal, "a positive decimal")
+# An account-level BIP 84 extended public key (xpub/zpub, tpub/vpub): one fresh address per payment. Without it,
+# BITCOIN_ADDRESS is shared by all payments, told apart by a few satoshi added to each amount.
+BITCOIN_XPUB = env_str("BITCOIN_XPUB")
+BITCOIN_ADDRESS = env_str("BITCOIN_ADDRESS")
+PAYMENT_EXPIRY_SECONDS = env_positive_int("PAYMENT_EXPIRY_SECONDS", 900)
+PAYMENT_LATE_GRACE_SECONDS = env_int("PAYMENT_LATE_GRACE_SECONDS", 86400, minimum=0)
+PAYMENT_CHECK_INTERVAL = env_int("PAYMENT_CHECK_INTERVAL", 30, minimum=0)
+BITCOIN_BACKEND = env_str("BITCOIN_BACKEND", "manual")
+if BITCOIN_BACKEND not in ("esplora", "bitcoind", "manual"):
+    raise ImproperlyConfigured(f"BITCOIN_BACKEND must be esplora, bitcoind or manual, got {BITCOIN_BACKEND!r}")
+ESPLORA_URL = env_str("ESPLORA_URL", "https://blockstream.info/api")
+BITCOIND_RPC_URL = env_str("BITCOIND_RPC_URL", "http://127.0.0.1:8332")
+BITCOIN_BACKEND_TIMEOUT = env_positive_int("BITCOIN_BACKEND_TIMEOUT", 10)
+BITCOIN_MIN_CONFIRMATIONS = env_int("BITCOIN_MIN_CONFIRMATIONS", 1, minimum=0)
+BITCOIN_LARGE_PAYMENT_CONFIRMATIONS = env_int("BITCOIN_LARGE_PAYMENT_CONFIRMATIONS", 3, minimum=0)
+BITCOIN_LARGE_PAYMENT_BTC = env_parsed("BITCOIN_LARGE_PAYMENT_BTC", Decimal("0.1"), parse_positive_decimal, "a positive decimal")
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 INSTALLED_APPS = [
@@ -62,6 +117,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "accounts",
     "miners",
     "receipts",
@@ -73,6 +129,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "aitbc_site.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -173,6 +230,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus.choices",
         "MinerStatusEnum": "miners.models.MinerStatus.choices",
+        "ReportedStatusEnum": ["completed", "failed"],
+        "MinerSetStatusEnum": ["active", "draining"],
+        "PublishedKeyStatusEnum": ["active", "retired"],
+        "ApiKeyRoleEnum": "accounts.models.ApiKeyRole.choices",
+        "IssuableApiKeyRoleEnum": ["client", "miner"],
     },
 }
 

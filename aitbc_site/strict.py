@@ -1,8 +1,11 @@
 """Serializers that refuse what they do not know, so a misspelt field is an error rather than silently ignored."""
 
 from typing import Any
+from uuid import UUID
 
 from rest_framework import serializers
+
+from aitbc_site.exceptions import ApplicationError
 
 
 class StrictSerializer(serializers.Serializer):
@@ -24,3 +27,18 @@ class JSONObjectField(serializers.DictField):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+class ObjectIdField(serializers.UUIDField):
+    """The id of an object the view looks up next. A malformed id names no object, so it answers that object's 404
+    (before any other field's 400), like an unknown id or another owner's: the shape of an id tells nothing."""
+
+    def __init__(self, *, not_found: type[ApplicationError], **kwargs: Any) -> None:
+        self.not_found = not_found
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> UUID:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            raise self.not_found() from None

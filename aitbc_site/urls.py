@@ -1,21 +1,28 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from aitbc_site.health import health
-from jobs.views import ClientJobViewSet, MinerJobViewSet
+from accounts.views import UserViewSet
+from exchange.views import ExchangeViewSet
+from jobs.views import ClientJobViewSet, JobTypeViewSet, MinerJobViewSet
 from miners.views import MinerViewSet
+from receipts.views import ReceiptViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("client/jobs", ClientJobViewSet, basename="client-jobs")
 router.register("miner", MinerViewSet, basename="miner")
 router.register("miner", MinerJobViewSet, basename="miner-jobs")
+router.register("receipts", ReceiptViewSet, basename="receipts")
+router.register("users", UserViewSet, basename="users")
+router.register("job-types", JobTypeViewSet, basename="job-types")
+router.register("exchange", ExchangeViewSet, basename="exchange")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("health", health, name="health"),
-    path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),
     path("admin/", admin.site.urls),

@@ -1,4 +1,4 @@
-from aitbc_site.exceptions import Conflict, NotFound
+from aitbc_site.exceptions import ApplicationError, Conflict, NotFound
 
 
 class JobNotFound(NotFound):
@@ -29,3 +29,8 @@ class JobCancelled(Conflict):
 class LeaseExpired(Conflict):
     code = "LEASE_EXPIRED"
     default_message = "This miner's lease on the job expired and the job went to another miner."
+
+
+class PriceAboveMax(ApplicationError):
+    code = "PRICE_ABOVE_MAX"
+    default_message = "The job's price is above the max_price you sent."

@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -44,7 +45,10 @@ class Job(models.Model):
     priority = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     miner = models.ForeignKey("miners.Miner", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs")
+    # Attempts that count towards max_attempts; a hand-out the miner released (or an operator requeued) does not.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Every hand-out, counted or not: the number of the current JobAttempt.
+    handouts = models.PositiveSmallIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField()
     max_runtime_seconds = models.PositiveIntegerField()
     progress = models.FloatField(null=True, blank=True)
@@ -58,6 +62,9 @@ class Job(models.Model):
     # Earliest time the job may be handed out again (retry back-off).
     not_before = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Fixed at submission. Jobs of service users (API_KEYS, keys without an owner) show a price but are not billed.
+    price = models.DecimalField(max_digits=24, decimal_places=8, default=Decimal("0"))
+    billed = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_request = models.JSONField(null=True, blank=True)
 
@@ -86,6 +93,7 @@ class Job(models.Model):
                 name="job_running_has_miner_and_lease",
             ),
             models.CheckConstraint(condition=Q(attempts__lte=F("max_attempts")), name="job_attempts_within_max"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="job_price_not_negative"),
         ]
 
     def __str__(self) -> str:
@@ -104,6 +112,7 @@ class JobAttempt(models.Model):
     """One hand-out of a job to a miner: who held which attempt decides whose result counts."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set")
+    # The hand-out's number (Job.handouts when it started); receipts name it as their `attempt`.
     number = models.PositiveSmallIntegerField()
     miner = models.ForeignKey("miners.Miner", on_delete=models.PROTECT, related_name="attempts")
     started_at = models.DateTimeField()
@@ -143,3 +152,18 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.from_status} → {self.to_status}"
+
+
+class JobTypePrice(models.Model):
+    """What a job of this type costs, set by operators; seeded from JOB_PRICES (default 1 AITBC)."""
+
+    job_type = models.CharField(max_length=64, primary_key=True)
+    price = models.DecimalField(max_digits=24, decimal_places=8)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job_type"]
+        constraints = [models.CheckConstraint(condition=Q(price__gte=0), name="job_type_price_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.job_type}: {self.price} AITBC"

@@ -1,11 +1,15 @@
+from decimal import Decimal
 from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.conf import settings
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
 from jobs.exceptions import JobNotFound
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobStatus, JobTypePrice
 
 
 def effective_status(job: Job) -> str:
@@ -19,7 +23,7 @@ def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     """The caller's own job; another owner's job, or a malformed id, is JOB_NOT_FOUND."""
     try:
         return Job.objects.get(pk=job_id, client=client)
-    except (Job.DoesNotExist, ValueError):
+    except (Job.DoesNotExist, ValueError, ValidationError):
         raise JobNotFound() from None
 
 
@@ -41,3 +45,24 @@ def jobs_for_client(*, client: User, status: str | None = None, job_type: str | 
 
 def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job)
+
+
+def job_type_prices() -> list[JobTypePrice]:
+    """The configured job types with their current prices; a type operators never priced gets its JOB_PRICES seed."""
+    stored = {price.job_type: price for price in JobTypePrice.objects.filter(job_type__in=settings.JOB_TYPES)}
+    missing = [
+        JobTypePrice(job_type=job_type, price=settings.JOB_PRICES.get(job_type, settings.DEFAULT_JOB_PRICE))
+        for job_type in settings.JOB_TYPES
+        if job_type not in stored
+    ]
+    if missing:
+        JobTypePrice.objects.bulk_create(missing, ignore_conflicts=True)
+        stored |= {price.job_type: price for price in missing}
+    return [stored[job_type] for job_type in settings.JOB_TYPES]
+
+
+def job_type_price(*, job_type: str) -> Decimal:
+    stored = JobTypePrice.objects.filter(job_type=job_type).values_list("price", flat=True).first()
+    if stored is not None:
+        return stored
+    return next(price.price for price in job_type_prices() if price.job_type == job_type)

@@ -4,10 +4,14 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from aitbc_site.strict import JSONObjectField, StrictSerializer
+from accounts.serializers import AmountField
+from aitbc_site.strict import JSONObjectField, ObjectIdField, StrictSerializer
+from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.selectors import effective_status
+from miners.exceptions import MinerNotFound
 from miners.serializers import validate_job_types
+from receipts.serializers import ReceiptSerializer, validate_canonicalizable
 
 
 class JobRequirementsSerializer(StrictSerializer):
@@ -32,6 +36,7 @@ class JobCreateSerializer(StrictSerializer):
     )
     max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
     max_runtime_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
+    max_price = AmountField(positive=False, required=False, help_text="Refuse the job if its price is higher.")
 
     def validate_job_type(self, value: str) -> str:
         return validate_job_types([value])[0]
@@ -59,7 +64,7 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class AssignmentSerializer(serializers.ModelSerializer):
-    attempt = serializers.IntegerField(source="attempts")
+    attempt = serializers.IntegerField(source="handouts", help_text="This hand-out's number; receipts name it.")
     parameters = JSONObjectField()
     requirements = JSONObjectField()
 
@@ -71,7 +76,7 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
 
 class PollQuerySerializer(StrictSerializer):
-    miner_id = serializers.UUIDField()
+    miner_id = ObjectIdField(not_found=MinerNotFound)
     limit = serializers.IntegerField(min_value=1, max_value=10, default=1)
 
 
@@ -89,13 +94,19 @@ class JobErrorSerializer(StrictSerializer):
 
 
 class ResultSerializer(StrictSerializer):
-    miner_id = serializers.UUIDField()
-    job_id = serializers.UUIDField()
+    miner_id = ObjectIdField(not_found=MinerNotFound)
+    job_id = ObjectIdField(not_found=JobNotFound)
     status = serializers.ChoiceField(choices=[JobStatus.COMPLETED, JobStatus.FAILED])
     result = JSONObjectField(required=False, allow_null=True, help_text="Required when status is completed.")
     error = JobErrorSerializer(required=False, allow_null=True, help_text="Required when status is failed.")
     metrics = JSONObjectField(required=False, allow_null=True)
     retryable = serializers.BooleanField(default=True, help_text="With failed: may another attempt succeed?")
+
+    def validate_result(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return validate_canonicalizable(value)
+
+    def validate_metrics(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return validate_canonicalizable(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["status"] == JobStatus.COMPLETED:
@@ -113,6 +124,7 @@ class ResultSerializer(StrictSerializer):
 
 class ResultResponseSerializer(serializers.Serializer):
     job = JobSerializer()
+    receipt = ReceiptSerializer()
 
 
 class JobListQuerySerializer(serializers.Serializer):

@@ -5,17 +5,21 @@ only through `transition`, a compare-and-set that is race-safe on SQLite and Pos
 """
 
 import random
+from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import ledger
 from accounts.models import User
+from accounts.services import wallet_user_for
 from jobs.exceptions import (
     IdempotencyKeyReused,
     InvalidJobState,
@@ -23,10 +27,14 @@ from jobs.exceptions import (
     JobNotAssigned,
     JobNotFound,
     LeaseExpired,
+    PriceAboveMax,
 )
-from jobs.models import JOB_TRANSITIONS, AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
-from jobs.selectors import effective_status
+from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
+from jobs.selectors import effective_status, job_type_price
 from miners.models import Miner, MinerStatus
+from receipts.models import Receipt
+from receipts.selectors import receipt_for_attempt
+from receipts.services import receipt_issue
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 SYSTEM = "system"
@@ -56,7 +64,38 @@ def transition(
         if changed != 1:
             return False
         JobEvent.objects.create(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
+        if new in TERMINAL_STATUSES:
+            _settle(job_id=job_id, status=new)
     return True
+
+
+def job_fee_and_earnings(job: Job) -> tuple[Decimal, Decimal]:
+    """What completing the job pays: (platform fee, the miner's share). Nothing for jobs that are not billed."""
+    if not job.billed:
+        return Decimal("0"), Decimal("0")
+    fee = ledger.quantize_down(job.price * settings.PLATFORM_FEE_RATE)
+    return fee, job.price - fee
+
+
+def _settle(*, job_id: UUID, status: str) -> None:
+    """Move a billed job's hold at its end: paid out on completion, given back on any other end."""
+    job = Job.objects.select_related("client", "miner").get(pk=job_id)
+    if not job.billed or not job.price:
+        return
+    if status == JobStatus.COMPLETED:
+        fee, _ = job_fee_and_earnings(job)
+        ledger.capture(
+            payer=job.client,
+            payee=wallet_user_for(address=job.miner.address),
+            amount=job.price,
+            fee=fee,
+            reference=f"job:{job_id}:capture",
+            memo=f"{job.job_type} job {job_id} completed by miner {job.miner_id}",
+        )
+    else:
+        ledger.release(
+            user=job.client, amount=job.price, reference=f"job:{job_id}:release", memo=f"{job.job_type} job {job_id} {status}"
+        )
 
 
 def _retry_delay(attempt: int) -> timedelta:
@@ -78,15 +117,20 @@ def job_submit(
     ttl_seconds: int | None = None,
     max_attempts: int | None = None,
     max_runtime_seconds: int | None = None,
+    max_price: Decimal | None = None,
     idempotency_key: str | None = None,
     request_body: Any = None,
 ) -> tuple[Job, bool]:
-    """Create a job, or return the one an earlier identical request with the same Idempotency-Key created."""
+    """Create a job and hold its price, or return the job an identical earlier request with the same
+    Idempotency-Key created."""
     now = timezone.now()
     if idempotency_key:
         replayed = _idempotent_replay(client=client, idempotency_key=idempotency_key, request_body=request_body, now=now)
         if replayed is not None:
             return replayed, False
+    price = job_type_price(job_type=job_type)
+    if max_price is not None and price > max_price:
+        raise PriceAboveMax(details={"price": str(price), "max_price": str(max_price)})
     gpu_model = requirements.get("gpu_model")
     job = Job(
         client=client,
@@ -104,12 +148,16 @@ def job_submit(
         updated_at=now,
         not_before=now,
         expires_at=now + timedelta(seconds=ttl_seconds or settings.JOB_TTL_SECONDS),
+        price=price,
+        billed=not client.is_service,
         idempotency_key=idempotency_key or None,
         idempotency_request=request_body if idempotency_key else None,
     )
     try:
         with transaction.atomic():
             job.save(force_insert=True)
+            if job.billed and price:
+                ledger.hold(user=client, amount=price, reference=f"job:{job.pk}:hold", memo=f"{job_type} job {job.pk}")
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert; answer as its replay.
         if not idempotency_key:
@@ -177,7 +225,7 @@ def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> An
         # PostgreSQL: concurrent polls skip each other's candidates instead of queueing on them. The compare-and-set
         # in `transition` still decides who gets a job.
         queue = queue.select_for_update(skip_locked=True, of=("self",))
-    return queue.values_list("id", "requirements", "attempts", "max_runtime_seconds")
+    return queue.values_list("id", "requirements", "attempts", "handouts", "max_runtime_seconds")
 
 
 def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
@@ -191,7 +239,9 @@ def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
 
 def _another_capable_miner_exists(miner: Miner, job_type: str, now: datetime) -> bool:
     alive_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
-    others = Miner.objects.filter(status=MinerStatus.ACTIVE, last_heartbeat__gte=alive_since).exclude(pk=miner.pk)
+    others = Miner.objects.filter(
+        status=MinerStatus.ACTIVE, last_heartbeat__gte=alive_since, disabled_at__isnull=True
+    ).exclude(pk=miner.pk)
     return any(job_type in other.capabilities for other in others.only("capabilities"))
 
 
@@ -212,12 +262,14 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
         rows = list(_claim_candidates(miner, now, exclude_ids=set())[:CLAIM_SCAN_LIMIT])
         eligible = [row for row in rows if _meets_requirements(miner, row[1])]
         retried_here = _jobs_just_failed_by(miner, [row[0] for row in eligible if row[2] > 0])
-        for job_id, _requirements, attempts, max_runtime in eligible:
+        for job_id, _requirements, attempts, handouts, max_runtime in eligible:
             if len(claimed) == capacity:
                 break
             if job_id in retried_here and _another_capable_miner_exists(miner, _job_type(job_id), now):
                 continue
-            if _start_attempt(job_id=job_id, miner=miner, attempt=attempts + 1, max_runtime=max_runtime, now=now):
+            if _start_attempt(
+                job_id=job_id, miner=miner, attempts=attempts + 1, handout=handouts + 1, max_runtime=max_runtime, now=now
+            ):
                 claimed.append(job_id)
     if not claimed:
         return ClaimResult(reason="no_matching_jobs")
@@ -234,23 +286,24 @@ def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> date
     return min(now + timedelta(seconds=settings.JOB_LEASE_SECONDS), started_at + timedelta(seconds=max_runtime))
 
 
-def _start_attempt(*, job_id: UUID, miner: Miner, attempt: int, max_runtime: int, now: datetime) -> bool:
+def _start_attempt(*, job_id: UUID, miner: Miner, attempts: int, handout: int, max_runtime: int, now: datetime) -> bool:
     with transaction.atomic():
         started = transition(
             job_id=job_id,
             expected=JobStatus.PENDING,
             new=JobStatus.RUNNING,
             actor=miner_actor(miner.pk),
-            reason=f"attempt {attempt} handed to the miner",
+            reason=f"attempt {attempts} handed to the miner",
             now=now,
             miner=miner,
-            attempts=attempt,
+            attempts=attempts,
+            handouts=handout,
             started_at=now,
             progress=None,
             lease_expires_at=_lease_end(started_at=now, max_runtime=max_runtime, now=now),
         )
         if started:
-            JobAttempt.objects.create(job_id=job_id, number=attempt, miner=miner, started_at=now)
+            JobAttempt.objects.create(job_id=job_id, number=handout, miner=miner, started_at=now)
     return started
 
 
@@ -325,7 +378,7 @@ def _end_attempt_and_requeue(
         job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, miner=miner).first()
         if job is None:
             return False
-        attempt = JobAttempt.objects.filter(job_id=job_id, number=job.attempts).first()
+        attempt = JobAttempt.objects.filter(job_id=job_id, number=job.handouts).first()
         if job.attempts >= job.max_attempts and outcome != AttemptOutcome.RELEASED:
             moved = transition(
                 job_id=job_id,
@@ -350,14 +403,11 @@ def _end_attempt_and_requeue(
                 lease_expires_at=None,
                 progress=None,
                 not_before=now + _retry_delay(job.attempts) if back_off else now,
-                # A released attempt was never really tried: give it back so a miner restart costs no attempt.
+                # A released hand-out was never really tried: it does not count, so a miner restart costs no attempt.
                 **({"attempts": job.attempts - 1} if outcome == AttemptOutcome.RELEASED else {}),
             )
         if moved and attempt is not None:
-            if outcome == AttemptOutcome.RELEASED:
-                attempt.delete()
-            else:
-                JobAttempt.objects.filter(pk=attempt.pk, outcome__isnull=True).update(outcome=outcome, finished_at=now)
+            JobAttempt.objects.filter(pk=attempt.pk, outcome__isnull=True).update(outcome=outcome, finished_at=now)
     return moved
 
 
@@ -417,13 +467,16 @@ def job_submit_result(
     error: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     retryable: bool = True,
-) -> Job:
-    """Accept a miner's result for its attempt; an identical replay answers as the first time did."""
+) -> tuple[Job, Receipt]:
+    """Accept a miner's result for its attempt and sign its receipt; an identical replay gets the same answer."""
     for _ in range(3):
         with transaction.atomic():
-            job, attempt = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
-            if attempt is None:
-                return job
+            job, attempt, replay = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
+            if replay:
+                receipt = receipt_for_attempt(job_id=job.pk, attempt=attempt.number)
+                if receipt is None:
+                    raise InvalidJobState("The first post of this result is still being recorded; try again.")
+                return job, receipt
             now = timezone.now()
             JobAttempt.objects.filter(pk=attempt.pk).update(
                 reported_status=status,
@@ -434,38 +487,57 @@ def job_submit_result(
                 outcome=AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
             )
             if _apply_result(job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now):
+                receipt = receipt_issue(
+                    job_id=job.pk,
+                    client_id=job.client_id,
+                    job_type=job.job_type,
+                    attempt=attempt.number,
+                    miner=miner,
+                    status=status,
+                    result=result,
+                    error=error,
+                    metrics=metrics,
+                    started_at=attempt.started_at,
+                    completed_at=now,
+                    extra=_receipt_payment(job=job, status=status),
+                )
                 job.refresh_from_db()
-                return job
+                return job, receipt
             # The job changed between our read and our write (PostgreSQL; SQLite's immediate transactions
             # serialise the two). Undo the attempt's record and judge again against the new state.
             transaction.set_rollback(True)
     raise InvalidJobState("The job changed while its result was being recorded; try again.")
 
 
+def _receipt_payment(*, job: Job, status: str) -> dict[str, str]:
+    _, earnings = job_fee_and_earnings(job) if status == JobStatus.COMPLETED else (None, Decimal("0"))
+    return {"price": f"{job.price:.8f}", "miner_earnings": f"{earnings:.8f}"}
+
+
 def _judge_result(
     *, miner: Miner, job_id: UUID | str, status: str, result: Any, error: Any
-) -> tuple[Job, JobAttempt | None]:
-    """Decide whether this miner's result counts: (job, the attempt to record it on), or (job, None) for a replay."""
+) -> tuple[Job, JobAttempt, bool]:
+    """Decide whether this miner's result counts: (job, its attempt, whether this is a replay of a recorded post)."""
     try:
         job = Job.objects.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError):
+    except (Job.DoesNotExist, ValueError, ValidationError):
         raise JobNotFound() from None
     attempt = JobAttempt.objects.filter(job=job, miner=miner).order_by("-number").first()
     if attempt is None:
         raise JobNotAssigned()
     if attempt.reported_status is not None:
         if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
-            return job, None
+            return job, attempt, True
         raise InvalidJobState("A different result was already posted for this attempt.")
     if job.status == JobStatus.CANCELLED:
         raise JobCancelled()
-    if attempt.number != job.attempts:
+    if attempt.number != job.handouts:
         raise LeaseExpired()
     if job.status == JobStatus.RUNNING and job.miner_id == miner.pk:
-        return job, attempt
+        return job, attempt, False
     if job.status == JobStatus.PENDING:
         # The lease lapsed but nobody took the job since: the work is not wasted.
-        return job, attempt
+        return job, attempt, False
     raise InvalidJobState(f"The job is already {job.status}.", details={"status": job.status})
 
 
@@ -531,7 +603,7 @@ def job_cancel(*, job: Job, actor: str = CLIENT, reason: str = "cancelled by its
                 completed_at=now, lease_expires_at=None,
             ):
                 if current == JobStatus.RUNNING:
-                    JobAttempt.objects.filter(job=job, number=job.attempts, outcome__isnull=True).update(
+                    JobAttempt.objects.filter(job=job, number=job.handouts, outcome__isnull=True).update(
                         outcome=AttemptOutcome.CANCELLED, finished_at=now
                     )
                 job.refresh_from_db()
@@ -562,10 +634,57 @@ def catch_up_stored_state() -> dict[str, int]:
 
 
 def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
-    """Delete miners silent for `inactive_for` that never held a job; miners with a history stay as the archive."""
+    """Delete miners silent for `inactive_for` that never held a job or earned a receipt; miners with a history stay as the archive."""
     silent_since = now - inactive_for
     purgeable = Miner.objects.filter(last_heartbeat__lt=silent_since).exclude(
-        Q(jobs__isnull=False) | Q(attempts__isnull=False)
+        Q(jobs__isnull=False) | Q(attempts__isnull=False) | Q(receipts__isnull=False)
     )
     deleted, _ = Miner.objects.filter(pk__in=list(purgeable.values_list("pk", flat=True))).delete()
     return deleted
+
+
+# --- operators --------------------------------------------------------------------------------------------------
+
+
+def operator_actor(name: str) -> str:
+    return f"operator:{name}"
+
+
+def job_requeue_by_operator(*, job: Job, operator: str) -> Job:
+    """Take a running job from its miner and queue it again at once (no back-off, the attempt is not counted)."""
+    job.refresh_from_db()
+    if job.status != JobStatus.RUNNING or not _end_attempt_and_requeue(
+        job_id=job.pk,
+        miner=Miner(pk=job.miner_id),
+        outcome=AttemptOutcome.RELEASED,
+        actor=operator_actor(operator),
+        reason="requeued by an operator",
+        now=timezone.now(),
+        back_off=False,
+    ):
+        raise InvalidJobState(f"Only a running job can be requeued; this one is {effective_status(job)}.")
+    job.refresh_from_db()
+    return job
+
+
+def job_fail_by_operator(*, job: Job, operator: str, reason: str = "failed by an operator") -> Job:
+    """End a pending or running job as failed; its hold is released."""
+    job.refresh_from_db()
+    current = effective_status(job)
+    if current not in (JobStatus.PENDING, JobStatus.RUNNING):
+        raise InvalidJobState(f"A {current} job cannot be failed.")
+    now = timezone.now()
+    with transaction.atomic():
+        failed = transition(
+            job_id=job.pk, expected=current, new=JobStatus.FAILED, actor=operator_actor(operator), reason=reason,
+            now=now, completed_at=now, lease_expires_at=None,
+            error={"code": "FAILED_BY_OPERATOR", "message": reason},
+        )
+        if failed and current == JobStatus.RUNNING:
+            JobAttempt.objects.filter(job=job, number=job.handouts, outcome__isnull=True).update(
+                outcome=AttemptOutcome.CANCELLED, finished_at=now
+            )
+    if not failed:
+        raise InvalidJobState("The job changed while it was being failed; try again.")
+    job.refresh_from_db()
+    return job

@@ -1,16 +1,22 @@
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.serializers import JobTypeListSerializer, JobTypeSerializer
 from aitbc_site.authentication import IsClient, IsMiner
 from aitbc_site.openapi import error_responses
-from aitbc_site.pagination import CursorPage, OldestFirstCursorPage
+from aitbc_site.pagination import CursorPage, OldestFirstCursorPage, ReceiptCursorPage
 from jobs import selectors, services
+from jobs.exceptions import JobNotFound
+from jobs.models import Job
 from jobs.serializers import (
     AssignmentSerializer,
     JobCreateSerializer,
@@ -22,7 +28,10 @@ from jobs.serializers import (
     ResultResponseSerializer,
     ResultSerializer,
 )
-from miners.selectors import miner_get_for_owner
+from miners.selectors import miner_get_for_owner, miner_get_working
+from receipts.selectors import receipts_for_job
+from receipts.serializers import ReceiptSerializer
+from receipts.services import receipt_document
 
 IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -31,7 +40,7 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     required=False,
     description="Resending the same body with the same key within 24 h returns the original job (200).",
 )
-JOB_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The job's id.")
+JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 
 # How long a miner should wait before polling again after an empty answer, by reason.
 RETRY_AFTER_SECONDS = {"no_matching_jobs": 2, "at_capacity": 5}
@@ -54,7 +63,7 @@ class ClientJobViewSet(viewsets.ViewSet):
         responses={
             201: JobSerializer,
             200: OpenApiResponse(JobSerializer, description="Replay of an earlier request with the same Idempotency-Key."),
-            **error_responses(400, 409),
+            **error_responses(400, 402, 409),
         },
     )
     def create(self, request: Request) -> Response:
@@ -72,6 +81,7 @@ class ClientJobViewSet(viewsets.ViewSet):
             ttl_seconds=data.get("ttl_seconds"),
             max_attempts=data.get("max_attempts"),
             max_runtime_seconds=data.get("max_runtime_seconds"),
+            max_price=data.get("max_price"),
             idempotency_key=idempotency_key,
             request_body=request.data,
         )
@@ -117,6 +127,15 @@ class ClientJobViewSet(viewsets.ViewSet):
         page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
         return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
 
+    @extend_schema(responses={200: ReceiptSerializer(many=True), **error_responses(400, 404)})
+    @action(detail=True, methods=["get"])
+    def receipts(self, request: Request, pk: str) -> Response:
+        """The job's signed receipts, one per posted result, oldest first."""
+        job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        paginator = ReceiptCursorPage()
+        page = paginator.paginate_queryset(receipts_for_job(job_id=job.pk), request, view=self)
+        return paginator.get_paginated_response([receipt_document(receipt) for receipt in page])
+
 
 @extend_schema(tags=["miner"])
 class MinerJobViewSet(viewsets.ViewSet):
@@ -132,7 +151,7 @@ class MinerJobViewSet(viewsets.ViewSet):
         """Take up to `limit` pending jobs this miner can run; each becomes running under a lease."""
         query = PollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        miner = miner_get_for_owner(miner_id=query.validated_data["miner_id"], owner=request.user)
+        miner = miner_get_working(miner_id=query.validated_data["miner_id"], owner=request.user)
         claim = services.job_claim(miner=miner, limit=query.validated_data["limit"])
         body: dict[str, Any] = {"results": AssignmentSerializer(claim.jobs, many=True).data}
         if claim.reason is not None:
@@ -152,7 +171,7 @@ class MinerJobViewSet(viewsets.ViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         miner = miner_get_for_owner(miner_id=data["miner_id"], owner=request.user)
-        job = services.job_submit_result(
+        job, receipt = services.job_submit_result(
             miner=miner,
             job_id=data["job_id"],
             status=data["status"],
@@ -161,4 +180,16 @@ class MinerJobViewSet(viewsets.ViewSet):
             metrics=data.get("metrics"),
             retryable=data["retryable"],
         )
-        return Response({"job": JobSerializer(job).data})
+        return Response({"job": JobSerializer(job).data, "receipt": receipt_document(receipt)})
+
+
+@extend_schema(tags=["client"])
+class JobTypeViewSet(viewsets.ViewSet):
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    @extend_schema(responses={200: JobTypeListSerializer})
+    def list(self, request: Request) -> Response:
+        """The job types this coordinator runs, with their current prices (one page: the list is short)."""
+        prices = [{"job_type": price.job_type, "price": price.price} for price in selectors.job_type_prices()]
+        return Response({"results": JobTypeSerializer(prices, many=True).data, "next": None, "previous": None})

@@ -22,6 +22,9 @@ class Miner(models.Model):
     max_concurrent_jobs = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=16, choices=MinerStatus.choices, default=MinerStatus.ACTIVE)
     last_heartbeat = models.DateTimeField()
+    # Set by an operator: the miner's heartbeats and polls are refused (MINER_DISABLED) until re-enabled.
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_by = models.CharField(max_length=150, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,11 +1,12 @@
 from datetime import timedelta
 from uuid import UUID
 
+from django.core.exceptions import ValidationError
 from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
-from miners.exceptions import MinerNotFound
+from miners.exceptions import MinerDisabled, MinerNotFound
 from miners.models import Miner, MinerStatus
 
 
@@ -13,7 +14,7 @@ def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
     """The caller's own miner; another owner's miner is indistinguishable from a missing one."""
     try:
         return Miner.objects.get(pk=miner_id, owner=owner)
-    except (Miner.DoesNotExist, ValueError):
+    except (Miner.DoesNotExist, ValueError, ValidationError):
         raise MinerNotFound() from None
 
 
@@ -22,3 +23,11 @@ def effective_miner_status(miner: Miner) -> str:
     if miner.last_heartbeat < timezone.now() - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT):
         return MinerStatus.INACTIVE
     return miner.status
+
+
+def miner_get_working(*, miner_id: UUID | str, owner: User) -> Miner:
+    """The caller's own miner, for heartbeats and polls: refused while an operator has it disabled."""
+    miner = miner_get_for_owner(miner_id=miner_id, owner=owner)
+    if miner.disabled_at is not None:
+        raise MinerDisabled()
+    return miner

@@ -6,7 +6,8 @@ from rest_framework import serializers
 
 from accounts.addresses import canonical_address
 from aitbc_site.exceptions import InvalidJobType
-from aitbc_site.strict import StrictSerializer
+from aitbc_site.strict import ObjectIdField, StrictSerializer
+from miners.exceptions import MinerNotFound
 from miners.models import Miner, MinerStatus
 from miners.selectors import effective_miner_status
 
@@ -29,7 +30,9 @@ class MinerResourcesSerializer(StrictSerializer):
 
 
 class MinerRegisterSerializer(StrictSerializer):
-    miner_id = serializers.UUIDField(required=False, help_text="Update this earlier registration instead.")
+    miner_id = ObjectIdField(
+        not_found=MinerNotFound, required=False, help_text="Update this earlier registration instead."
+    )
     address = serializers.CharField(max_length=100, help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
     endpoint = serializers.URLField(max_length=500, required=False, allow_null=True)
     capabilities = serializers.ListField(
@@ -67,7 +70,7 @@ class HeartbeatJobSerializer(StrictSerializer):
 
 
 class HeartbeatSerializer(StrictSerializer):
-    miner_id = serializers.UUIDField()
+    miner_id = ObjectIdField(not_found=MinerNotFound)
     status = serializers.ChoiceField(choices=[MinerStatus.ACTIVE, MinerStatus.DRAINING], required=False)
     jobs = HeartbeatJobSerializer(many=True, required=False, max_length=1000)
 

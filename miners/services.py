@@ -38,3 +38,24 @@ def miner_register(
         setattr(miner, name, value)
     miner.save(update_fields=[*fields, "updated_at"])
     return miner, False
+
+
+def miner_set_draining(*, miner: Miner) -> Miner:
+    """Hand the miner no new jobs; it finishes those it holds. Its next `active` heartbeat undoes this."""
+    Miner.objects.filter(pk=miner.pk).update(status=MinerStatus.DRAINING, updated_at=timezone.now())
+    miner.status = MinerStatus.DRAINING
+    return miner
+
+
+def miner_disable(*, miner: Miner, operator: str) -> Miner:
+    """Refuse the miner's heartbeats and polls until an operator re-enables it."""
+    now = timezone.now()
+    Miner.objects.filter(pk=miner.pk).update(disabled_at=now, disabled_by=operator, updated_at=now)
+    miner.disabled_at, miner.disabled_by = now, operator
+    return miner
+
+
+def miner_enable(*, miner: Miner) -> Miner:
+    Miner.objects.filter(pk=miner.pk).update(disabled_at=None, disabled_by="", updated_at=timezone.now())
+    miner.disabled_at, miner.disabled_by = None, ""
+    return miner

@@ -9,7 +9,7 @@ from aitbc_site.openapi import error_responses
 from jobs import services as job_services
 from jobs.views import heartbeat_interval
 from miners import services
-from miners.selectors import miner_get_for_owner
+from miners.selectors import miner_get_working
 from miners.serializers import (
     HeartbeatResponseSerializer,
     HeartbeatSerializer,
@@ -45,7 +45,7 @@ class MinerViewSet(viewsets.ViewSet):
         payload = HeartbeatSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        miner = miner_get_for_owner(miner_id=data["miner_id"], owner=request.user)
+        miner = miner_get_working(miner_id=data["miner_id"], owner=request.user)
         beat = job_services.miner_heartbeat(miner=miner, status=data.get("status"), jobs=data.get("jobs"))
         extra = {
             "held_jobs": [str(job_id) for job_id in beat.held_jobs],

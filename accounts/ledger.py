@@ -1,0 +1,131 @@
+"""The double-entry ledger: balanced, idempotent postings between accounts. Every movement of AITBC goes through
+`post`; nothing else writes balances or entries."""
+
+import uuid
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.exceptions import InsufficientFunds
+from aitbc_site.exceptions import ValidationFailed
+from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind, User
+
+QUANTUM = Decimal("0.00000001")
+
+
+def quantize_down(amount: Decimal) -> Decimal:
+    return amount.quantize(QUANTUM, rounding=ROUND_DOWN)
+
+
+def quantize_up(amount: Decimal) -> Decimal:
+    return amount.quantize(QUANTUM, rounding=ROUND_UP)
+
+
+def account_for(*, user: User | None, kind: str) -> LedgerAccount:
+    """The account of this kind for a user (None: the platform's), created on first use."""
+    account = LedgerAccount.objects.filter(user=user, kind=kind).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(user=user, kind=kind)
+    except IntegrityError:
+        # Created concurrently by another request.
+        return LedgerAccount.objects.get(user=user, kind=kind)
+
+
+def post(
+    *, reference: str, kind: str, movements: list[tuple[LedgerAccount, Decimal]], memo: str = "", actor: str = ""
+) -> Posting | None:
+    """Apply a balanced posting once. Returns None, changing nothing, if `reference` was posted before.
+
+    Raises InsufficientFunds, applying nothing, if a user's account would go below zero.
+    """
+    amounts = [amount for _, amount in movements]
+    if sum(amounts) != 0 or any(amount != amount.quantize(QUANTUM) or amount == 0 for amount in amounts):
+        raise ValueError(f"unbalanced or malformed posting {reference}: {amounts}")
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                posting = Posting.objects.create(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
+        except IntegrityError:
+            return None
+        # Debits first, each guarded in its WHERE clause, so an overdraft changes no row and no later line runs.
+        for account, amount in sorted(movements, key=lambda movement: movement[1]):
+            guarded = LedgerAccount.objects.filter(pk=account.pk)
+            if amount < 0 and account.kind in USER_ACCOUNT_KINDS:
+                guarded = guarded.filter(balance__gte=-amount)
+            if guarded.update(balance=F("balance") + amount) != 1:
+                raise InsufficientFunds(details={"account": account.kind, "needed": str(-amount)})
+        LedgerEntry.objects.bulk_create(
+            LedgerEntry(posting=posting, account=account, amount=amount, created_at=now) for account, amount in movements
+        )
+    return posting
+
+
+def hold(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+    """Set aside part of the user's available balance (available → held)."""
+    return post(
+        reference=reference,
+        kind=PostingKind.JOB_HOLD,
+        movements=[
+            (account_for(user=user, kind=AccountKind.AVAILABLE), -amount),
+            (account_for(user=user, kind=AccountKind.HELD), amount),
+        ],
+        memo=memo,
+    )
+
+
+def release(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+    """Give a hold back (held → available)."""
+    return post(
+        reference=reference,
+        kind=PostingKind.JOB_RELEASE,
+        movements=[
+            (account_for(user=user, kind=AccountKind.HELD), -amount),
+            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
+        ],
+        memo=memo,
+    )
+
+
+def capture(*, payer: User, payee: User, amount: Decimal, fee: Decimal, reference: str, memo: str) -> Posting | None:
+    """Pay a hold out: the fee to the platform, the rest to the payee's available balance."""
+    movements = [(account_for(user=payer, kind=AccountKind.HELD), -amount)]
+    if fee:
+        movements.append((account_for(user=None, kind=AccountKind.PLATFORM_FEES), fee))
+    if amount - fee:
+        movements.append((account_for(user=payee, kind=AccountKind.AVAILABLE), amount - fee))
+    return post(reference=reference, kind=PostingKind.JOB_CAPTURE, movements=movements, memo=memo)
+
+
+def deposit(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+    """Credit bought AITBC (exchange deposits → user available)."""
+    return post(
+        reference=reference,
+        kind=PostingKind.DEPOSIT,
+        movements=[
+            (account_for(user=None, kind=AccountKind.EXCHANGE_DEPOSITS), -amount),
+            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
+        ],
+        memo=memo,
+    )
+
+
+def adjust(*, user: User, amount: Decimal, reason: str, operator: str, reference: str | None = None) -> Posting | None:
+    """An operator's correction of a user's available balance, positive or negative, with its reason."""
+    if not reason.strip() or not operator.strip():
+        raise ValidationFailed("An adjustment needs a reason and the operator's name.")
+    return post(
+        reference=reference or f"adjustment:{uuid.uuid4()}",
+        kind=PostingKind.ADJUSTMENT,
+        movements=[
+            (account_for(user=None, kind=AccountKind.ADJUSTMENTS), -amount),
+            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
+        ],
+        memo=reason,
+        actor=f"operator:{operator}",
+    )

@@ -1,0 +1,169 @@
+"""Where the coordinator learns what the chain paid: the Esplora REST API, Bitcoin Core's JSON-RPC, or operators.
+
+Each backend answers one question — which outputs pay this address, with how many confirmations — and raises
+BackendError for anything it cannot answer (down, timing out, or answering garbage), so the caller changes nothing
+and tries again on its next round.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+from django.conf import settings
+
+SATOSHI = Decimal("0.00000001")
+
+
+class BackendError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ChainOutput:
+    txid: str
+    vout: int
+    value_btc: Decimal
+    confirmations: int
+    # When the block holding it was mined; None while it waits in the mempool.
+    block_time: datetime | None
+
+
+class ChainBackend(Protocol):
+    def watch(self, address: str) -> None: ...
+
+    def outputs_to(self, address: str) -> list[ChainOutput]: ...
+
+
+class ManualBackend:
+    """Nothing is watched: operators confirm payments in the admin."""
+
+    def watch(self, address: str) -> None:
+        return None
+
+    def outputs_to(self, address: str) -> list[ChainOutput]:
+        return []
+
+
+def _get_json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.text, parse_float=Decimal)
+    except ValueError as error:
+        raise BackendError(f"answer is not JSON: {error}") from None
+
+
+class EsploraBackend:
+    """The REST API of blockstream.info and mempool.space (github.com/Blockstream/esplora/blob/master/API.md)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str) -> httpx.Response:
+        try:
+            response = httpx.get(f"{self.base_url}{path}", timeout=self.timeout)
+        except httpx.HTTPError as error:
+            raise BackendError(f"Esplora at {self.base_url} unreachable: {error}") from None
+        if response.status_code != 200:
+            raise BackendError(f"Esplora answered {response.status_code} for {path}")
+        return response
+
+    def watch(self, address: str) -> None:
+        return None  # Esplora indexes every address already.
+
+    def outputs_to(self, address: str) -> list[ChainOutput]:
+        tip_text = self._get("/blocks/tip/height").text.strip()
+        if not tip_text.isdigit():
+            raise BackendError(f"Esplora tip height is not a number: {tip_text[:50]!r}")
+        tip = int(tip_text)
+        transactions = _get_json(self._get(f"/address/{address}/txs"))
+        try:
+            return [
+                ChainOutput(
+                    txid=str(transaction["txid"]),
+                    vout=index,
+                    value_btc=int(output["value"]) * SATOSHI,
+                    confirmations=tip - int(transaction["status"]["block_height"]) + 1
+                    if transaction["status"]["confirmed"]
+                    else 0,
+                    block_time=datetime.fromtimestamp(int(transaction["status"]["block_time"]), tz=UTC)
+                    if transaction["status"]["confirmed"]
+                    else None,
+                )
+                for transaction in transactions
+                for index, output in enumerate(transaction["vout"])
+                if output.get("scriptpubkey_address") == address
+            ]
+        except (KeyError, TypeError, ValueError) as error:
+            raise BackendError(f"Esplora answer for {address} is not a transaction list: {error!r}") from None
+
+
+class BitcoindBackend:
+    """Bitcoin Core's JSON-RPC, watching addresses through a watch-only descriptor wallet.
+
+    BITCOIND_RPC_URL carries the credentials and the wallet: http://user:password@host:8332/wallet/aitbc
+    """
+
+    def __init__(self, rpc_url: str, timeout: float) -> None:
+        self.rpc_url = rpc_url
+        self.timeout = timeout
+
+    def _call(self, method: str, *params: Any) -> Any:
+        try:
+            response = httpx.post(
+                self.rpc_url,
+                json={"jsonrpc": "1.0", "id": "aitbc", "method": method, "params": list(params)},
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as error:
+            raise BackendError(f"bitcoind unreachable: {error}") from None
+        # bitcoind answers RPC errors with HTTP 500 and a JSON body; anything else non-200 is a transport problem.
+        if response.status_code not in (200, 500):
+            raise BackendError(f"bitcoind answered HTTP {response.status_code} to {method}")
+        body = _get_json(response)
+        if not isinstance(body, dict) or "result" not in body:
+            raise BackendError(f"bitcoind answer to {method} is not a JSON-RPC response")
+        if body.get("error"):
+            raise BackendError(f"bitcoind refused {method}: {body['error']}")
+        return body["result"]
+
+    def watch(self, address: str) -> None:
+        descriptor = self._call("getdescriptorinfo", f"addr({address})")["descriptor"]
+        results = self._call("importdescriptors", [{"desc": descriptor, "timestamp": "now", "label": "aitbc"}])
+        if not all(result.get("success") for result in results):
+            raise BackendError(f"bitcoind did not import the descriptor of {address}: {results}")
+
+    def outputs_to(self, address: str) -> list[ChainOutput]:
+        try:
+            received = self._call("listreceivedbyaddress", 0, True, True, address)
+            txids = sorted({txid for entry in received if entry["address"] == address for txid in entry["txids"]})
+            outputs = []
+            for txid in txids:
+                transaction = self._call("gettransaction", txid, True)
+                confirmations = max(int(transaction["confirmations"]), 0)
+                block_time = transaction.get("blocktime")
+                outputs.extend(
+                    ChainOutput(
+                        txid=txid,
+                        vout=int(detail["vout"]),
+                        value_btc=Decimal(detail["amount"]).quantize(SATOSHI),
+                        confirmations=confirmations,
+                        block_time=datetime.fromtimestamp(int(block_time), tz=UTC) if block_time else None,
+                    )
+                    for detail in transaction["details"]
+                    if detail.get("address") == address and detail.get("category") == "receive"
+                )
+            return outputs
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise BackendError(f"bitcoind answer for {address} is not what the RPC documents: {error!r}") from None
+
+
+def backend_from_settings() -> ChainBackend:
+    timeout = settings.BITCOIN_BACKEND_TIMEOUT
+    if settings.BITCOIN_BACKEND == "esplora":
+        return EsploraBackend(settings.ESPLORA_URL, timeout)
+    if settings.BITCOIN_BACKEND == "bitcoind":
+        return BitcoindBackend(settings.BITCOIND_RPC_URL, timeout)
+    return ManualBackend()

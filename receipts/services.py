@@ -1,0 +1,107 @@
+"""Receipts: signed, chained records of results. Depends on accounts and miners; jobs calls it, never the reverse."""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidSignature
+from django.db import transaction
+from django.utils import timezone
+
+from miners.models import Miner
+from receipts.canonical import CanonicalizationError, canonical_bytes, sha256_tag
+from receipts.keys import ALGORITHM, published_keys, signing_key
+from receipts.models import Receipt
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def receipt_issue(
+    *,
+    job_id: UUID,
+    client_id: UUID,
+    job_type: str,
+    attempt: int,
+    miner: Miner,
+    status: str,
+    result: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    started_at: datetime | None,
+    completed_at: datetime,
+    extra: dict[str, Any] | None = None,
+) -> Receipt:
+    """Sign a receipt for one posted result and append it to the miner's chain. Call inside the result's transaction."""
+    with transaction.atomic():
+        # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in parallel.
+        # (SQLite has no row locks: its immediate transactions already serialise all writers.)
+        Miner.objects.select_for_update().filter(pk=miner.pk).values_list("pk", flat=True).get()
+        previous = Receipt.objects.filter(miner=miner).order_by("-sequence").values("sequence", "document_hash").first()
+        key_id, signer = signing_key()
+        now = timezone.now()
+        receipt_id = uuid.uuid4()
+        body: dict[str, Any] = {
+            "id": str(receipt_id),
+            "job_id": str(job_id),
+            "miner_id": str(miner.pk),
+            "client_id": str(client_id),
+            "attempt": attempt,
+            "job_type": job_type,
+            "status": status,
+            "result": result,
+            "result_hash": sha256_tag(canonical_bytes(result)) if result is not None else None,
+            "error": error,
+            "metrics": metrics,
+            "started_at": _iso(started_at),
+            "completed_at": _iso(completed_at),
+            "created_at": _iso(now),
+            "prev_hash": previous["document_hash"] if previous else None,
+            "key_id": key_id,
+            "alg": ALGORITHM,
+            **(extra or {}),
+        }
+        signed = {**body, "proof": signer.sign(canonical_bytes(body)).hex()}
+        document = canonical_bytes(signed)
+        return Receipt.objects.create(
+            id=receipt_id,
+            job_id=job_id,
+            attempt=attempt,
+            miner=miner,
+            client_id=client_id,
+            sequence=previous["sequence"] + 1 if previous else 1,
+            document=document.decode(),
+            document_hash=sha256_tag(document),
+            key_id=key_id,
+            created_at=now,
+        )
+
+
+def receipt_document(receipt: Receipt) -> dict[str, Any]:
+    """The receipt as it was signed."""
+    return json.loads(receipt.document)
+
+
+@dataclass(frozen=True)
+class Verification:
+    valid: bool
+    key_id: str
+    reason: str | None
+
+
+def receipt_verify(*, document: dict[str, Any]) -> Verification:
+    """Check a receipt against our published keys: valid only if its key is ours and the proof matches."""
+    key_id, proof = str(document["key_id"]), document["proof"]
+    key = published_keys().get(key_id)
+    if key is None:
+        return Verification(valid=False, key_id=key_id, reason="UNKNOWN_KEY")
+    body = {name: value for name, value in document.items() if name != "proof"}
+    try:
+        key.verifier.verify(bytes.fromhex(proof) if isinstance(proof, str) else b"", canonical_bytes(body))
+    except (InvalidSignature, ValueError, CanonicalizationError):
+        return Verification(valid=False, key_id=key_id, reason="BAD_SIGNATURE")
+    return Verification(valid=True, key_id=key_id, reason=None)
