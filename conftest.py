@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKeyRole, User
@@ -99,8 +100,7 @@ def post_result(api: APIClient, miner_id: str, job_id: str, **overrides: Any) ->
 def live_database_url(tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database for a live server: a SQLite file in WAL mode, or a new PostgreSQL database
     on the server the suite's DATABASE_URL names."""
-    engine = settings.DATABASES["default"]["ENGINE"]
-    if engine == "django.db.backends.sqlite3":
+    if connection.vendor == "sqlite":
         url = f"sqlite:///{tmp_path / 'live.db'}"
         run_manage("migrate", "--no-input", env=live_env(url))
         yield url
@@ -112,16 +112,16 @@ def live_database_url(tmp_path: Path) -> Iterator[str]:
     admin_dsn = f"host={source['HOST']} port={source['PORT'] or 5432} user={source['USER']} dbname=postgres"
     if source.get("PASSWORD"):
         admin_dsn += f" password={source['PASSWORD']}"
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     password = f":{source['PASSWORD']}" if source.get("PASSWORD") else ""
     url = f"postgres://{source['USER']}{password}@{source['HOST']}:{source['PORT'] or 5432}/{name}"
     run_manage("migrate", "--no-input", env=live_env(url))
     try:
         yield url
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def live_env(database_url: str, **overrides: str) -> dict[str, str]:
@@ -133,6 +133,14 @@ def live_env(database_url: str, **overrides: str) -> dict[str, str]:
         "SECRET_KEY": "live-tests-only",
         "DEBUG": "false",
         "MAINTENANCE_INTERVAL_SECONDS": "0",
+        "CACHE_DIR": str(Path(database_url.removeprefix("sqlite:///")).parent / "cache")
+        if database_url.startswith("sqlite")
+        else f"/tmp/aitbc-live-cache-{uuid.uuid4().hex[:8]}",
+        # Live tests measure behaviour, not the limits; the rate-limit tests set their own.
+        "RATE_LIMIT_CLIENT": "1000000/m",
+        "RATE_LIMIT_MINER": "1000000/m",
+        "RATE_LIMIT_USER": "1000000/m",
+        "RATE_LIMIT_LOGIN": "1000000/m",
         **overrides,
     }
 

@@ -24,6 +24,7 @@ from accounts.serializers import (
 from accounts.services import Principal
 from aitbc_site.authentication import ApiKeyAuthentication, HasSession, SessionTokenAuthentication
 from aitbc_site.openapi import error_responses
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage
 
 USER_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The user's id.")
@@ -31,15 +32,22 @@ KEY_ID = OpenApiParameter("key_id", str, OpenApiParameter.PATH, description="The
 
 
 @extend_schema(tags=["users"])
-class UserViewSet(viewsets.ViewSet):
+class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     """Wallet users: login with a signed challenge, then everything with X-Session-Token."""
 
     authentication_classes = [SessionTokenAuthentication]
     permission_classes = [HasSession]
     pagination_class = CursorPage
+    rate_limit_group = "user"
 
     @extend_schema(request=AddressSerializer, responses={201: ChallengeSerializer, **error_responses(400)})
-    @action(detail=False, methods=["post"], permission_classes=[AllowAny], authentication_classes=[])
+    @action(
+        detail=False,
+        methods=["post"],
+        permission_classes=[AllowAny],
+        authentication_classes=[],
+        extra_rate_limit="login",
+    )
     def challenge(self, request: Request) -> Response:
         """Get a Sign-In with Ethereum (EIP-4361) message for the wallet to sign; valid 5 minutes, once."""
         payload = AddressSerializer(data=request.data)
@@ -55,7 +63,13 @@ class UserViewSet(viewsets.ViewSet):
             401: OpenApiResponse(error_responses(401)[401].response, description="INVALID_NONCE or INVALID_SIGNATURE."),
         },
     )
-    @action(detail=False, methods=["post"], permission_classes=[AllowAny], authentication_classes=[])
+    @action(
+        detail=False,
+        methods=["post"],
+        permission_classes=[AllowAny],
+        authentication_classes=[],
+        extra_rate_limit="login",
+    )
     def login(self, request: Request) -> Response:
         """Exchange the wallet's signature of the challenge for a session token; the first login registers."""
         payload = LoginSerializer(data=request.data)

@@ -6,6 +6,7 @@ at start with a message an operator can act on instead of failing on the first r
 
 import json
 import os
+import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
@@ -109,3 +110,10 @@ def parse_job_prices(text: str) -> dict[str, Decimal]:
     if any(price < 0 or price != price.quantize(Decimal("0.00000001")) for price in parsed.values()):
         raise ValueError("prices must be non-negative with at most 8 decimal places")
     return parsed
+
+
+def parse_rate(text: str) -> str:
+    """A django-ratelimit rate: a count per s, m, h or d (e.g. 100/m, 5/10s)."""
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", text):
+        raise ValueError("expected COUNT/PERIOD")
+    return text

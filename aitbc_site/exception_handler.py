@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.response import Response
@@ -47,6 +48,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         status_code, body = exc.status_code, error_body(exc.code, exc.message, exc.details)
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Ratelimited):
+        # django-ratelimit's decorator raises this PermissionDenied subclass: it is a 429, not a 403.
+        status_code, body = status.HTTP_429_TOO_MANY_REQUESTS, error_body("RATE_LIMITED", "Too many requests.")
+        headers["Retry-After"] = "60"
     elif isinstance(exc, Http404):
         status_code, body = status.HTTP_404_NOT_FOUND, error_body("NOT_FOUND", "Not found.")
     elif isinstance(exc, PermissionDenied):

@@ -5,7 +5,7 @@ from typing import Any
 import uritemplate
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.plumbing import force_instance
+from drf_spectacular.plumbing import force_instance, is_list_serializer, is_serializer
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -34,6 +34,7 @@ _DESCRIPTIONS = {
     404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
     405: "METHOD_NOT_ALLOWED.",
     409: "Conflicts with the current state (JOB_NOT_ASSIGNED, INVALID_JOB_STATE, IDEMPOTENCY_KEY_REUSED …).",
+    429: "RATE_LIMITED: over the rate limit; retry after the seconds in the Retry-After header.",
     413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json.",
     500: "INTERNAL_ERROR.",
@@ -59,6 +60,14 @@ class AutoSchema(SpectacularAutoSchema):
             if parameter["in"] != "path" or parameter["name"] in path_variables
         ]
 
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        # Our viewsets are plain ViewSets that declare a list response as `Serializer(many=True)`. drf-spectacular
+        # also guesses "list" from an action named `list`, and would wrap the object such an action declares (a page:
+        # `results`, `next`, `previous`) in an array the server never sends.
+        if serializer is not None and is_serializer(serializer) and not is_list_serializer(serializer):
+            return False
+        return super()._is_list_view(serializer)
+
     def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
         # StrictSerializer answers 400 to a field it does not know: say so, so clients (and generated tests) know.
@@ -68,7 +77,7 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
-        common = [400, 405, 500]
+        common = [400, 405, 429, 500]
         if self.method in ("POST", "PUT", "PATCH"):
             common += [413, 415]
         if not any(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):

@@ -17,6 +17,7 @@ from aitbc_site.env import (
     parse_fee_rate,
     parse_job_prices,
     parse_positive_decimal,
+    parse_rate,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -118,6 +119,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
+    "django_prometheus",
     "accounts",
     "miners",
     "receipts",
@@ -127,6 +129,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "aitbc_site.requests.RequestIdMiddleware",
+    "aitbc_site.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -179,7 +183,13 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["CONN_HEALTH_CHECKS"] = False
     if _database["NAME"] and _database["NAME"] != ":memory:":
         Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+# django-prometheus' wrappers of the same backends count connections, queries, errors and query time.
+_database["ENGINE"] = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}.get(_database["ENGINE"], _database["ENGINE"])
 DATABASES = {"default": _database}
+PROMETHEUS_EXPORT_MIGRATIONS = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -238,10 +248,70 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- operations ---------------------------------------------------------------------------------------------------
+
+# The cache holds the rate-limit counters, so every worker must share it with atomic increments: Redis when
+# REDIS_URL is set (several app nodes), else diskcache's SQLite-backed cache under data/ (one machine, no server).
+REDIS_URL = env_str("REDIS_URL")
+CACHE_DIR = Path(env_str("CACHE_DIR", str(DATA_DIR / "cache")))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "aitbc",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "diskcache.DjangoCache",
+            "LOCATION": str(CACHE_DIR),
+            "TIMEOUT": 300,
+            "OPTIONS": {"size_limit": 2**28},
+        }
+    }
+# django_ratelimit.W001 only says diskcache is not on its list of tested backends. Its counters need add() and an
+# atomic incr() shared by all processes, which diskcache gives (each is one SQLite transaction); the rate-limit
+# tests run against several gunicorn workers to prove it.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+
+RATE_LIMIT_CLIENT = env_parsed("RATE_LIMIT_CLIENT", "100/m", parse_rate, "a rate like 100/m (per s, m, h or d)")
+RATE_LIMIT_MINER = env_parsed("RATE_LIMIT_MINER", "1000/m", parse_rate, "a rate like 1000/m")
+RATE_LIMIT_USER = env_parsed("RATE_LIMIT_USER", "60/m", parse_rate, "a rate like 60/m")
+RATE_LIMIT_LOGIN = env_parsed("RATE_LIMIT_LOGIN", "20/m", parse_rate, "a rate like 20/m")
+# Where the caller's IP is read for per-IP limits. Behind nginx, HTTP_X_REAL_IP (deploy/nginx sets it).
+CLIENT_IP_META_KEY = env_str("CLIENT_IP_META_KEY", "REMOTE_ADDR")
+
+# /metrics: open on the embedded default (bind to 127.0.0.1); with METRICS_TOKEN set it wants
+# "Authorization: Bearer <token>". deploy/nginx keeps it internal as well.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# HTTPS-only settings, switched on together behind a TLS-terminating proxy (deploy/nginx).
+HTTPS_ONLY = env_bool("HTTPS_ONLY", False)
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS_ONLY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS_ONLY
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
+# Only trust X-Forwarded-Proto where a proxy that sets it stands in front (never on the embedded default).
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The URL prefix the app is served under behind a proxy (deploy/nginx serves it under /api).
+FORCE_SCRIPT_NAME = env_str("URL_PREFIX")
+if FORCE_SCRIPT_NAME:
+    STATIC_URL = f"{FORCE_SCRIPT_NAME.rstrip('/')}/static/"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "aitbc_site.logs.RequestIdFilter"}},
+    "formatters": {"json": {"()": "aitbc_site.logs.JsonLineFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
 }

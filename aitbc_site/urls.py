@@ -3,7 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from aitbc_site.health import health
+from aitbc_site.health import health, ready
+from aitbc_site.metrics import metrics_view
 from accounts.views import UserViewSet
 from exchange.views import ExchangeViewSet
 from jobs.views import ClientJobViewSet, JobTypeViewSet, MinerJobViewSet
@@ -22,6 +23,8 @@ router.register("exchange", ExchangeViewSet, basename="exchange")
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("health", health, name="health"),
+    path("ready", ready, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("redoc", SpectacularRedocView.as_view(url_name="openapi"), name="redoc"),

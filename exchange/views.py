@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from aitbc_site.authentication import HasSession, SessionTokenAuthentication
 from aitbc_site.openapi import error_responses
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage
 from exchange import selectors, services
 from exchange.serializers import CreatePaymentSerializer, PaymentSerializer, RateSerializer
@@ -21,12 +22,13 @@ PAYMENT_ID = OpenApiParameter("payment_id", str, OpenApiParameter.PATH, descript
 
 
 @extend_schema(tags=["exchange"])
-class ExchangeViewSet(viewsets.ViewSet):
+class ExchangeViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     """Buy AITBC with bitcoin. Everything but the rate needs a wallet session."""
 
     authentication_classes = [SessionTokenAuthentication]
     permission_classes = [HasSession]
     pagination_class = CursorPage
+    rate_limit_group = "user"
 
     @extend_schema(operation_id="exchange_rate", responses={200: RateSerializer})
     @action(detail=False, methods=["get"], permission_classes=[AllowAny], authentication_classes=[])

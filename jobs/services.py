@@ -357,7 +357,7 @@ def miner_heartbeat(
         }
         if progress is not None:
             renewal["progress"] = progress
-        # Only while this miner still runs it: a lease that lapsed a moment ago is not revived.
+        # Only while this miner still holds it: it may have been cancelled or requeued since it was read.
         if Job.objects.filter(pk=job.pk, miner=miner, status=JobStatus.RUNNING).update(**renewal):
             kept.append(job.pk)
 
@@ -389,7 +389,9 @@ def _end_attempt_and_requeue(
                 now=now,
                 completed_at=now,
                 lease_expires_at=None,
-                error=_max_attempts_error(job, attempt, reason),
+                error=_max_attempts_error(
+                    job, attempt.error if attempt and attempt.error else {"code": "LEASE_EXPIRED", "message": reason}
+                ),
             )
         else:
             moved = transition(
@@ -411,8 +413,7 @@ def _end_attempt_and_requeue(
     return moved
 
 
-def _max_attempts_error(job: Job, attempt: JobAttempt | None, reason: str) -> dict[str, Any]:
-    last_error = attempt.error if attempt is not None and attempt.error else {"code": "LEASE_EXPIRED", "message": reason}
+def _max_attempts_error(job: Job, last_error: Any) -> dict[str, Any]:
     return {
         "code": "MAX_ATTEMPTS_EXCEEDED",
         "message": f"The job failed {job.max_attempts} attempt(s).",
@@ -544,37 +545,48 @@ def _judge_result(
 def _apply_result(
     *, job: Job, miner: Miner, status: str, result: Any, error: Any, retryable: bool, now: datetime
 ) -> bool:
+    """Move the job as the miner's result says. False if the job changed since it was judged."""
     actor = miner_actor(miner.pk)
     expected = job.status
+    # A late result of a lapsed lease finds the job pending with no miner: the job ends under the miner that did it.
+    ending = {"miner": miner, "completed_at": now, "lease_expires_at": None}
     if status == JobStatus.COMPLETED:
         return transition(
-            job_id=job.pk, expected=expected, new=JobStatus.COMPLETED, actor=actor, reason="the miner posted its result",
-            now=now, result=result, error=None, completed_at=now, lease_expires_at=None, progress=1.0,
+            job_id=job.pk,
+            expected=expected,
+            new=JobStatus.COMPLETED,
+            actor=actor,
+            reason="the miner posted its result",
+            now=now,
+            result=result,
+            error=None,
+            progress=1.0,
+            **ending,
         )
-    if not retryable:
+    if not retryable or job.attempts >= job.max_attempts:
+        final_error = error
+        reason = "the miner reported a failure that cannot be retried"
+        if retryable:
+            reason = "the miner reported a failure and no attempts are left"
+            final_error = _max_attempts_error(job, error)
         return transition(
-            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor,
-            reason="the miner reported a failure that cannot be retried",
-            now=now, error=error, completed_at=now, lease_expires_at=None,
-        )
-    if job.attempts >= job.max_attempts:
-        return transition(
-            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor,
-            reason="the miner reported a failure and no attempts are left",
-            now=now, completed_at=now, lease_expires_at=None,
-            error={
-                "code": "MAX_ATTEMPTS_EXCEEDED",
-                "message": f"The job failed {job.max_attempts} attempt(s).",
-                "details": {"last_error": error},
-            },
+            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor, reason=reason, now=now,
+            error=final_error, **ending,
         )
     if expected == JobStatus.PENDING:
         # Already back in the queue after a lapsed lease: the failure is noted on the attempt, the job waits.
         return True
     return transition(
-        job_id=job.pk, expected=expected, new=JobStatus.PENDING, actor=actor,
+        job_id=job.pk,
+        expected=expected,
+        new=JobStatus.PENDING,
+        actor=actor,
         reason="the miner reported a failure; the job will be retried",
-        now=now, miner=None, lease_expires_at=None, progress=None, not_before=now + _retry_delay(job.attempts),
+        now=now,
+        miner=None,
+        lease_expires_at=None,
+        progress=None,
+        not_before=now + _retry_delay(job.attempts),
     )
 
 

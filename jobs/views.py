@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from accounts.serializers import JobTypeListSerializer, JobTypeSerializer
 from aitbc_site.authentication import IsClient, IsMiner
 from aitbc_site.openapi import error_responses
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage, OldestFirstCursorPage, ReceiptCursorPage
 from jobs import selectors, services
 from jobs.exceptions import JobNotFound
@@ -52,8 +53,9 @@ def heartbeat_interval() -> int:
 
 
 @extend_schema(tags=["client"], parameters=[JOB_ID])
-class ClientJobViewSet(viewsets.ViewSet):
+class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     permission_classes = [IsClient]
+    rate_limit_group = "client"
     # Read by drf-spectacular to document the lists' cursor parameters and page shape.
     pagination_class = CursorPage
 
@@ -138,8 +140,9 @@ class ClientJobViewSet(viewsets.ViewSet):
 
 
 @extend_schema(tags=["miner"])
-class MinerJobViewSet(viewsets.ViewSet):
+class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     permission_classes = [IsMiner]
+    rate_limit_group = "miner"
 
     @extend_schema(
         operation_id="miner_jobs_poll",
@@ -184,7 +187,8 @@ class MinerJobViewSet(viewsets.ViewSet):
 
 
 @extend_schema(tags=["client"])
-class JobTypeViewSet(viewsets.ViewSet):
+class JobTypeViewSet(RateLimitedViewMixin, viewsets.ViewSet):
+    rate_limit_group = "client"
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
 

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from aitbc_site.authentication import IsMiner
 from aitbc_site.openapi import error_responses
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from jobs import services as job_services
 from jobs.views import heartbeat_interval
 from miners import services
@@ -19,8 +20,9 @@ from miners.serializers import (
 
 
 @extend_schema(tags=["miner"])
-class MinerViewSet(viewsets.ViewSet):
+class MinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     permission_classes = [IsMiner]
+    rate_limit_group = "miner"
 
     @extend_schema(
         request=MinerRegisterSerializer,

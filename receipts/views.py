@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from aitbc_site.authentication import IsClientOrMiner
 from aitbc_site.openapi import error_responses
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from receipts.keys import ALGORITHM, published_keys
 from receipts.selectors import receipt_get_visible
 from receipts.serializers import (
@@ -20,8 +21,9 @@ from receipts.services import receipt_verify
 
 
 @extend_schema(tags=["receipts"])
-class ReceiptViewSet(viewsets.ViewSet):
+class ReceiptViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     permission_classes = [IsClientOrMiner]
+    rate_limit_group = "client"
 
     @extend_schema(
         parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH, description="The receipt's id.")],
