@@ -5,12 +5,11 @@ import uuid
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from accounts.exceptions import InsufficientFunds
-from aitbc_site.exceptions import ValidationFailed
 from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind, User
+from aitbc_site.exceptions import ValidationFailed
 
 QUANTUM = Decimal("0.00000001")
 
@@ -53,15 +52,20 @@ def post(
                 posting = Posting.objects.create(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
         except IntegrityError:
             return None
-        # Debits first, each guarded in its WHERE clause, so an overdraft changes no row and no later line runs.
+        # Debits first, so an overdraft is found before any line is written. Each balance is locked (PostgreSQL's
+        # row lock; SQLite's IMMEDIATE transaction already holds the database's one write lock), computed in Decimal
+        # and written whole: SQLite keeps decimals as binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1
+        # leaves 0.19999999999999998, which then cannot pay 0.2), while a value written from its exact decimal
+        # reads back exact.
         for account, amount in sorted(movements, key=lambda movement: movement[1]):
-            guarded = LedgerAccount.objects.filter(pk=account.pk)
-            if amount < 0 and account.kind in USER_ACCOUNT_KINDS:
-                guarded = guarded.filter(balance__gte=-amount)
-            if guarded.update(balance=F("balance") + amount) != 1:
+            current = LedgerAccount.objects.select_for_update().values_list("balance", flat=True).get(pk=account.pk)
+            new_balance = current + amount
+            if new_balance < 0 and account.kind in USER_ACCOUNT_KINDS:
                 raise InsufficientFunds(details={"account": account.kind, "needed": str(-amount)})
+            LedgerAccount.objects.filter(pk=account.pk).update(balance=new_balance)
         LedgerEntry.objects.bulk_create(
-            LedgerEntry(posting=posting, account=account, amount=amount, created_at=now) for account, amount in movements
+            LedgerEntry(posting=posting, account=account, amount=amount, created_at=now)
+            for account, amount in movements
         )
     return posting
 

@@ -1,9 +1,12 @@
+from collections import defaultdict
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet, Sum
+from django.db.models import QuerySet
 
 from accounts.exceptions import ApiKeyNotFound, UserNotFound
 from accounts.models import USER_ACCOUNT_KINDS, AccountKind, ApiKey, LedgerAccount, LedgerEntry, Posting, User
@@ -52,20 +55,30 @@ def api_key_get_owned(*, key_id: UUID | str, user: User) -> ApiKey:
 
 
 def ledger_problems() -> list[str]:
-    """Every broken ledger invariant, described; empty when the books are sound."""
-    problems = [
-        f"posting {reference} does not sum to zero ({total})"
-        for reference, total in Posting.objects.annotate(total=Sum("entries__amount"))
-        .exclude(total=0)
-        .values_list("reference", "total")
-    ]
-    for account in LedgerAccount.objects.annotate(total=Sum("entries__amount")).select_related("user"):
-        total = account.total or Decimal("0")
+    """Every broken ledger invariant, described; empty when the books are sound.
+
+    The sums are taken here over exact Decimals, in one pass over the entries in posting order, rather than with
+    SQL SUM(): SQLite keeps decimals as binary floats, and its SUM of 0.1, 0.2 and -0.3 is not zero.
+    """
+    problems: list[str] = []
+    account_totals: dict[int, Decimal] = defaultdict(Decimal)
+    grand_total = Decimal("0")
+    entries = LedgerEntry.objects.order_by("posting_id").values_list("posting_id", "account_id", "amount")
+    for posting_id, lines in groupby(entries.iterator(chunk_size=5000), key=itemgetter(0)):
+        posting_total = Decimal("0")
+        for _, account_id, amount in lines:
+            account_totals[account_id] += amount
+            posting_total += amount
+        if posting_total != 0:
+            reference = Posting.objects.values_list("reference", flat=True).get(pk=posting_id)
+            problems.append(f"posting {reference} does not sum to zero ({posting_total})")
+        grand_total += posting_total
+    for account in LedgerAccount.objects.select_related("user").order_by("id"):
+        total = account_totals.get(account.pk, Decimal("0"))
         if account.balance != total:
             problems.append(f"account {account} has balance {account.balance} but its entries sum to {total}")
         if account.kind in USER_ACCOUNT_KINDS and account.balance < 0:
             problems.append(f"account {account} is negative")
-    grand_total = LedgerEntry.objects.aggregate(total=Sum("amount"))["total"] or Decimal("0")
     if grand_total != 0:
         problems.append(f"all entries together sum to {grand_total}, not zero")
     return problems

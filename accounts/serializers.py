@@ -17,7 +17,9 @@ class AmountField(serializers.CharField):
 
     def __init__(self, *, positive: bool = True, **kwargs: Any) -> None:
         self.positive = positive
-        super().__init__(max_length=40, **kwargs)
+        # No max_length: its validator would run on the Decimal this field returns (len() of a Decimal is a
+        # TypeError, a 500); the pattern below already bounds the length.
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:  # type: ignore[override]
         if not isinstance(data, str) or not re.fullmatch(r"-?\d{1,16}(\.\d{1,8})?", data):

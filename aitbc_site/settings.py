@@ -108,7 +108,7 @@ BITCOIN_LARGE_PAYMENT_BTC = env_parsed("BITCOIN_LARGE_PAYMENT_BTC", Decimal("0.1
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "aitbc_site.admin_site.CoordinatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -299,12 +299,16 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
 # Only trust X-Forwarded-Proto where a proxy that sets it stands in front (never on the embedded default).
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # The URL prefix the app is served under behind a proxy (deploy/nginx serves it under /api).
 FORCE_SCRIPT_NAME = env_str("URL_PREFIX")
 if FORCE_SCRIPT_NAME:
     STATIC_URL = f"{FORCE_SCRIPT_NAME.rstrip('/')}/static/"
+# Probes that reach a node directly over plain HTTP (load balancer, Prometheus, Docker's health check) are not
+# redirected. The patterns match request.path, which carries the prefix.
+_PREFIX = (FORCE_SCRIPT_NAME or "").strip("/")
+_PREFIX_PATTERN = re.escape(_PREFIX) + "/" if _PREFIX else ""
+SECURE_REDIRECT_EXEMPT = [rf"^{_PREFIX_PATTERN}(?:health|ready|metrics)$"]
 
 LOGGING = {
     "version": 1,

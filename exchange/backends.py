@@ -32,7 +32,8 @@ class ChainOutput:
 
 
 class ChainBackend(Protocol):
-    def watch(self, address: str) -> None: ...
+    # `since`: when the address was handed out; nothing paid to it can be older.
+    def watch(self, address: str, *, since: datetime) -> None: ...
 
     def outputs_to(self, address: str) -> list[ChainOutput]: ...
 
@@ -40,7 +41,7 @@ class ChainBackend(Protocol):
 class ManualBackend:
     """Nothing is watched: operators confirm payments in the admin."""
 
-    def watch(self, address: str) -> None:
+    def watch(self, address: str, *, since: datetime) -> None:
         return None
 
     def outputs_to(self, address: str) -> list[ChainOutput]:
@@ -70,7 +71,7 @@ class EsploraBackend:
             raise BackendError(f"Esplora answered {response.status_code} for {path}")
         return response
 
-    def watch(self, address: str) -> None:
+    def watch(self, address: str, *, since: datetime) -> None:
         return None  # Esplora indexes every address already.
 
     def outputs_to(self, address: str) -> list[ChainOutput]:
@@ -96,7 +97,7 @@ class EsploraBackend:
                 for index, output in enumerate(transaction["vout"])
                 if output.get("scriptpubkey_address") == address
             ]
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BackendError(f"Esplora answer for {address} is not a transaction list: {error!r}") from None
 
 
@@ -129,10 +130,19 @@ class BitcoindBackend:
             raise BackendError(f"bitcoind refused {method}: {body['error']}")
         return body["result"]
 
-    def watch(self, address: str) -> None:
-        descriptor = self._call("getdescriptorinfo", f"addr({address})")["descriptor"]
-        results = self._call("importdescriptors", [{"desc": descriptor, "timestamp": "now", "label": "aitbc"}])
-        if not all(result.get("success") for result in results):
+    def watch(self, address: str, *, since: datetime) -> None:
+        # The import rescans blocks from its timestamp (less two hours). "now" would do for an address imported the
+        # moment it is handed out, but an import retried after an outage must still find what was paid meanwhile.
+        try:
+            descriptor = self._call("getdescriptorinfo", f"addr({address})")["descriptor"]
+            results = self._call(
+                "importdescriptors", [{"desc": descriptor, "timestamp": int(since.timestamp()), "label": "aitbc"}]
+            )
+            imported = bool(results) and all(result.get("success") is True for result in results)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            message = f"bitcoind answer to the import of {address} is not what the RPC documents: {error!r}"
+            raise BackendError(message) from None
+        if not imported:
             raise BackendError(f"bitcoind did not import the descriptor of {address}: {results}")
 
     def outputs_to(self, address: str) -> list[ChainOutput]:

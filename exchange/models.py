@@ -42,6 +42,9 @@ PAYMENT_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         (PaymentStatus.PENDING, PaymentStatus.UNDERPAID),
         (PaymentStatus.PENDING, PaymentStatus.NEEDS_REVIEW),
         (PaymentStatus.CONFIRMING, PaymentStatus.CONFIRMED),
+        # What was seen in the mempool was replaced or double-spent: by less, or by nothing at all.
+        (PaymentStatus.CONFIRMING, PaymentStatus.UNDERPAID),
+        (PaymentStatus.CONFIRMING, PaymentStatus.EXPIRED),
         (PaymentStatus.EXPIRED, PaymentStatus.CONFIRMING),
         (PaymentStatus.EXPIRED, PaymentStatus.CONFIRMED),
         (PaymentStatus.EXPIRED, PaymentStatus.UNDERPAID),

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts import ledger
@@ -90,7 +90,8 @@ def _create_with_fresh_address(fields: dict[str, Any], btc_amount: Decimal) -> P
     """The next unused receive index; the unique index makes two concurrent requests take two indexes."""
     backend = backend_from_settings()
     for _ in range(20):
-        index = (Payment.objects.aggregate(last=Max("derivation_index"))["last"] or -1) + 1
+        last = Payment.objects.aggregate(last=Max("derivation_index"))["last"]
+        index = 0 if last is None else last + 1
         address = receive_address(settings.BITCOIN_XPUB, index)
         try:
             with transaction.atomic():
@@ -105,12 +106,17 @@ def _create_with_fresh_address(fields: dict[str, Any], btc_amount: Decimal) -> P
 
 
 def _create_on_shared_address(fields: dict[str, Any], btc_amount: Decimal) -> Payment:
-    """Add the fewest satoshi that no watched payment to the shared address already asks for."""
+    """Add the fewest satoshi that no watched or recent payment to the shared address already asks for."""
     address = settings.BITCOIN_ADDRESS
+    # Amounts of payments closed within the late grace stay taken too: a second or late transaction paying one of
+    # them must not pay a new payment. The unique constraint guards only the watched ones (concurrent requests).
+    recent = fields["created_at"] - timedelta(
+        seconds=settings.PAYMENT_EXPIRY_SECONDS + settings.PAYMENT_LATE_GRACE_SECONDS
+    )
     taken = set(
-        Payment.objects.filter(address=address, watching=True, derivation_index__isnull=True).values_list(
-            "btc_amount", flat=True
-        )
+        Payment.objects.filter(address=address, derivation_index__isnull=True)
+        .filter(Q(watching=True) | Q(created_at__gte=recent))
+        .values_list("btc_amount", flat=True)
     )
     for extra in range(1, SHARED_ADDRESS_SLOTS + 1):
         amount = btc_amount + extra * SATOSHI
@@ -128,7 +134,7 @@ def _create_on_shared_address(fields: dict[str, Any], btc_amount: Decimal) -> Pa
 
 def _start_watching(backend: ChainBackend, payment: Payment) -> None:
     try:
-        backend.watch(payment.address)
+        backend.watch(payment.address, since=payment.created_at)
     except BackendError as error:
         # The payment exists and is shown to the user; the next check retries the import before asking.
         logger.warning("could not register %s with the chain backend yet: %s", payment.address, error)
@@ -149,9 +155,21 @@ def _move(*, payment: Payment, new: str, now: datetime, **fields: Any) -> bool:
     return bool(moved)
 
 
-def _credit(*, payment: Payment, received: Decimal, output: ChainOutput | None, actor: str, now: datetime) -> bool:
+def _aitbc_for(payment: Payment, received: Decimal) -> Decimal:
+    """What `received` BTC buys at the payment's locked rate. The amount asked for buys exactly the AITBC asked for
+    (its BTC was rounded up to the satoshi, or had a few satoshi added on the shared address); more buys all of it
+    at the locked rate; less (an operator resolving an underpayment) buys what arrived."""
+    if received == payment.btc_amount:
+        return payment.aitbc_amount
+    at_rate = ledger.quantize_down(received * payment.rate)
+    return max(at_rate, payment.aitbc_amount) if received > payment.btc_amount else at_rate
+
+
+def _credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, **chain_fields: Any) -> bool:
     """Confirm and credit, exactly once: the posting's unique reference is the payment itself."""
-    credited = max(payment.aitbc_amount, ledger.quantize_down(received * payment.rate))
+    credited = _aitbc_for(payment, received)
+    paid_by = f", output {chain_fields['txid']}:{chain_fields['vout']}" if chain_fields.get("txid") else ""
+    confirmed_by = f", confirmed by {actor}" if actor != "system" else ""
     with transaction.atomic():
         if not _move(
             payment=payment,
@@ -161,15 +179,14 @@ def _credit(*, payment: Payment, received: Decimal, output: ChainOutput | None, 
             credited_aitbc=credited,
             received_btc=received,
             watching=False,
-            **({"txid": output.txid, "vout": output.vout} if output else {}),
+            **chain_fields,
         ):
             return False
         ledger.deposit(
             user=payment.user,
             amount=credited,
             reference=f"exchange-payment:{payment.pk}",
-            memo=f"{received} BTC at {payment.rate}" + (f", output {output.txid}:{output.vout}" if output else "")
-            + (f", confirmed by {actor}" if actor != "system" else ""),
+            memo=f"{received} BTC at {payment.rate}{paid_by}{confirmed_by}",
         )
     return True
 
@@ -184,17 +201,36 @@ class Observation:
 def _observe(backend: ChainBackend, payment: Payment) -> Observation:
     outputs = backend.outputs_to(payment.address)
     if payment.derivation_index is None:
-        # On the shared address only the exact amount asked for is this payment's, and nothing mined before it.
-        outputs = [
-            output
-            for output in outputs
-            if output.value_btc == payment.btc_amount
-            and (output.block_time is None or output.block_time >= payment.created_at - timedelta(hours=2))
-        ]
+        outputs = _own_output_on_shared_address(payment, outputs)
     outputs.sort(key=lambda output: (output.txid, output.vout))
     received = sum((output.value_btc for output in outputs), Decimal("0"))
     confirmations = min((output.confirmations for output in outputs), default=0)
     return Observation(outputs=outputs, received=received, confirmations=confirmations)
+
+
+def _own_output_on_shared_address(payment: Payment, outputs: list[ChainOutput]) -> list[ChainOutput]:
+    """On the shared address a payment is one output of exactly the amount asked for, mined no earlier than two
+    hours (the leeway of block times) before it was asked for, and claimed by no other payment: amounts are unique
+    only among watched payments, so a later payment may ask for the amount of one already paid."""
+    claimed = set(
+        Payment.objects.filter(address=payment.address, txid__isnull=False)
+        .exclude(pk=payment.pk)
+        .values_list("txid", "vout")
+    )
+    candidates = [
+        output
+        for output in outputs
+        if output.value_btc == payment.btc_amount
+        and (output.txid, output.vout) not in claimed
+        and (output.block_time is None or output.block_time >= payment.created_at - timedelta(hours=2))
+    ]
+    # The one it already holds, else the most confirmed. A second output of the same amount is not this payment's:
+    # summed in, it would stay unclaimed and be credited again to the next payment asking for that amount.
+    candidates.sort(
+        key=lambda output: ((output.txid, output.vout) != (payment.txid, payment.vout), -output.confirmations,
+                            output.txid, output.vout)
+    )
+    return candidates[:1]
 
 
 def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> Payment:
@@ -203,15 +239,17 @@ def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> P
     backend = backend or backend_from_settings()
     now = timezone.now()
     if payment.derivation_index is not None and payment.last_checked_at is None:
-        backend.watch(payment.address)
+        backend.watch(payment.address, since=payment.created_at)
     seen = _observe(backend, payment)
     Payment.objects.filter(pk=payment.pk).update(last_checked_at=now)
     payment.last_checked_at = now
     grace_ends = payment.expires_at + timedelta(seconds=settings.PAYMENT_LATE_GRACE_SECONDS)
 
     if not seen.outputs:
-        if payment.status == PaymentStatus.PENDING and now >= payment.expires_at:
-            _move(payment=payment, new=PaymentStatus.EXPIRED, now=now)
+        if payment.status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING) and now >= payment.expires_at:
+            # Nothing arrived in time, or what was seen left the mempool (replaced, double-spent) and never returned.
+            _move(payment=payment, new=PaymentStatus.EXPIRED, now=now, received_btc=Decimal("0"), confirmations=0,
+                  txid=None, vout=None, seen_at=None)
         if payment.status == PaymentStatus.EXPIRED and now >= grace_ends:
             Payment.objects.filter(pk=payment.pk).update(watching=False)
         return payment
@@ -219,7 +257,16 @@ def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> P
     if payment.seen_at is None:
         Payment.objects.filter(pk=payment.pk, seen_at__isnull=True).update(seen_at=now)
         payment.seen_at = now
-    progress = {"received_btc": seen.received, "confirmations": seen.confirmations}
+    first = seen.outputs[0]
+    # What arrived decides the confirmations: an overpayment can make a small request a large payment.
+    required = max(payment.required_confirmations, _required_confirmations(seen.received))
+    chain_fields = {
+        "confirmations": seen.confirmations,
+        "required_confirmations": required,
+        "txid": first.txid,
+        "vout": first.vout,
+    }
+    progress = {"received_btc": seen.received, **chain_fields}
     if payment.seen_at > grace_ends:
         _move(payment=payment, new=PaymentStatus.NEEDS_REVIEW, now=now, watching=False,
               note="paid after the late grace period", **progress)
@@ -228,15 +275,14 @@ def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> P
         if now >= payment.expires_at:
             _move(payment=payment, new=PaymentStatus.UNDERPAID, now=now, watching=False, **progress)
         else:
-            Payment.objects.filter(pk=payment.pk).update(**progress)
+            Payment.objects.filter(pk=payment.pk, status=payment.status).update(**progress)
         return payment
-    if seen.confirmations >= payment.required_confirmations:
-        _credit(payment=payment, received=seen.received, output=seen.outputs[0], actor="system", now=now)
+    if seen.confirmations >= required:
+        _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
     elif payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
-        first = seen.outputs[0]
-        _move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, txid=first.txid, vout=first.vout, **progress)
+        _move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress)
     else:
-        Payment.objects.filter(pk=payment.pk).update(**progress)
+        Payment.objects.filter(pk=payment.pk, status=payment.status).update(**progress)
     return payment
 
 
@@ -276,8 +322,10 @@ def payment_confirm_by_operator(*, payment: Payment, operator: str, received_btc
     """An operator confirms a payment (manual backend, or resolving one held for review) and it is credited."""
     now = timezone.now()
     received = received_btc if received_btc is not None else max(payment.received_btc, payment.btc_amount)
+    if received <= 0:
+        raise InvalidPaymentState("Nothing to credit: the received amount must be positive.")
     if payment.status == PaymentStatus.CONFIRMED or not _credit(
-        payment=payment, received=received, output=None, actor=f"operator:{operator}", now=now
+        payment=payment, received=received, actor=f"operator:{operator}", now=now
     ):
         raise InvalidPaymentState(f"A {payment.status} payment cannot be confirmed.")
     Payment.objects.filter(pk=payment.pk).update(note=f"confirmed by operator {operator}")

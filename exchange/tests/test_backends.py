@@ -1,0 +1,188 @@
+"""The two chain backends against real HTTP servers on 127.0.0.1 speaking Esplora's REST API and Bitcoin Core's
+JSON-RPC: what each reports for an address, and that every way the far end can fail is a BackendError, raised
+within the configured timeout, never another exception."""
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from exchange.backends import BackendError, BitcoindBackend, ChainOutput, EsploraBackend
+from exchange.tests.chain_servers import BitcoindServer, Chain, ChainServer, EsploraServer, Failure
+from exchange.tests.factories import BIP84_RECEIVE_0, BIP84_RECEIVE_1
+
+TIMEOUT = 0.5
+ADDRESS = BIP84_RECEIVE_0
+AN_HOUR_AGO = datetime.now(tz=UTC) - timedelta(hours=1)
+
+Backend = EsploraBackend | BitcoindBackend
+
+
+def backend_for(server: ChainServer, *, timeout: float = TIMEOUT) -> Backend:
+    if isinstance(server, EsploraServer):
+        return EsploraBackend(server.url, timeout)
+    assert isinstance(server, BitcoindServer)
+    return BitcoindBackend(server.rpc_url(), timeout)
+
+
+@pytest.fixture(params=["esplora", "bitcoind"])
+def server(request: pytest.FixtureRequest) -> ChainServer:
+    return request.getfixturevalue(request.param)
+
+
+def block_time(chain: Chain, txid: str) -> datetime:
+    transaction = chain.transaction(txid)
+    assert transaction is not None and transaction.block_height is not None
+    return datetime.fromtimestamp(chain.block_time(transaction.block_height), tz=UTC)
+
+
+def test_it_reports_each_output_paying_the_address_with_its_confirmations_and_block_time(
+    server: ChainServer, chain: Chain
+) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    first = chain.pay(ADDRESS, "0.0004")
+    chain.mine()
+    second = chain.pay(ADDRESS, "0.0006")
+    chain.mine(2)
+    waiting = chain.pay(ADDRESS, "0.00000547")
+
+    outputs = {output.txid: output for output in backend.outputs_to(ADDRESS)}
+
+    # Output 0 of each transaction is the payer's change to another address: only output 1 pays ours.
+    assert outputs == {
+        first: ChainOutput(first, 1, Decimal("0.0004"), 3, block_time(chain, first)),
+        second: ChainOutput(second, 1, Decimal("0.0006"), 2, block_time(chain, second)),
+        waiting: ChainOutput(waiting, 1, Decimal("0.00000547"), 0, None),
+    }
+
+
+def test_amounts_are_exact_to_the_satoshi(server: ChainServer, chain: Chain) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    # 0.1 + 0.2 style amounts and the largest possible one: a float anywhere on the way would lose a satoshi.
+    for amount in ("0.00000001", "0.30000003", "20999999.97690000"):
+        chain.pay(ADDRESS, amount)
+    chain.mine()
+
+    values = sorted(output.value_btc for output in backend.outputs_to(ADDRESS))
+
+    assert values == [Decimal("0.00000001"), Decimal("0.30000003"), Decimal("20999999.9769")]
+    assert all(value.as_tuple().exponent >= -8 for value in values)
+
+
+def test_payments_to_other_addresses_are_not_reported(server: ChainServer, chain: Chain) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    backend.watch(BIP84_RECEIVE_1, since=AN_HOUR_AGO)
+    chain.pay(BIP84_RECEIVE_1, "0.001")
+    chain.mine()
+
+    assert backend.outputs_to(ADDRESS) == []
+
+
+def test_esplora_needs_no_import_and_reads_the_tip_and_the_address_history(esplora: EsploraServer) -> None:
+    backend = backend_for(esplora)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    assert esplora.requests == []
+
+    backend.outputs_to(ADDRESS)
+
+    assert esplora.requests == ["GET /api/blocks/tip/height", f"GET /api/address/{ADDRESS}/txs"]
+
+
+def test_bitcoind_imports_the_address_as_a_checksummed_descriptor_rescanning_from_when_it_was_handed_out(
+    bitcoind: BitcoindServer, chain: Chain
+) -> None:
+    backend_for(bitcoind).watch(ADDRESS, since=AN_HOUR_AGO)
+
+    [entry] = chain.imports
+    assert entry.address == ADDRESS
+    # The checksum is what bitcoind's getdescriptorinfo computes (BIP 380); importdescriptors refuses one without.
+    assert entry.descriptor.startswith(f"addr({ADDRESS})#") and len(entry.descriptor.split("#")[1]) == 8
+    assert entry.timestamp == int(AN_HOUR_AGO.timestamp())
+    assert bitcoind.requests == ["getdescriptorinfo", "importdescriptors"]
+
+
+def test_bitcoind_sees_only_addresses_imported_into_its_watch_only_wallet(
+    bitcoind: BitcoindServer, chain: Chain
+) -> None:
+    backend = backend_for(bitcoind)
+    txid = chain.pay(ADDRESS, "0.001")
+    chain.mine()
+    assert backend.outputs_to(ADDRESS) == []
+
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+
+    assert [output.txid for output in backend.outputs_to(ADDRESS)] == [txid]
+
+
+def _refuse_connections(server: ChainServer) -> None:
+    server.stop()
+
+
+def _fail_with(failure: Failure) -> Callable[[ChainServer], None]:
+    def fail(server: ChainServer) -> None:
+        server.failure = failure
+
+    return fail
+
+
+FAILURES = {
+    "connection refused": _refuse_connections,
+    "HTTP 503": _fail_with(Failure.UNAVAILABLE),
+    "an HTML page": _fail_with(Failure.NOT_JSON),
+    "JSON of the wrong shape": _fail_with(Failure.WRONG_SHAPE),
+    "no answer within the timeout": _fail_with(Failure.HANG),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_every_failure_of_the_far_end_reading_outputs_is_a_backend_error_within_the_timeout(
+    server: ChainServer, chain: Chain, failure: Callable[[ChainServer], None]
+) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    chain.pay(ADDRESS, "0.001")
+    chain.mine()
+    failure(server)
+
+    started = time.monotonic()
+    with pytest.raises(BackendError):
+        backend.outputs_to(ADDRESS)
+    assert time.monotonic() - started < 3 * TIMEOUT + 1
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_every_failure_of_bitcoind_importing_an_address_is_a_backend_error(
+    bitcoind: BitcoindServer, chain: Chain, failure: Callable[[ChainServer], None]
+) -> None:
+    failure(bitcoind)
+
+    with pytest.raises(BackendError):
+        backend_for(bitcoind).watch(ADDRESS, since=AN_HOUR_AGO)
+    assert chain.imports == []
+
+
+def test_bitcoind_refusing_the_credentials_is_a_backend_error(bitcoind: BitcoindServer) -> None:
+    backend = BitcoindBackend(bitcoind.rpc_url(password="wrong"), TIMEOUT)
+
+    with pytest.raises(BackendError, match="401"):
+        backend.outputs_to(ADDRESS)
+    assert bitcoind.requests == ["401"]
+
+
+def test_a_bitcoind_wallet_that_is_not_loaded_is_a_backend_error(bitcoind: BitcoindServer) -> None:
+    backend = BitcoindBackend(bitcoind.rpc_url(wallet="other"), TIMEOUT)
+
+    with pytest.raises(BackendError, match="not loaded"):
+        backend.watch(ADDRESS, since=AN_HOUR_AGO)
+
+
+def test_an_esplora_url_without_the_api_path_is_a_backend_error(esplora: EsploraServer) -> None:
+    backend = EsploraBackend(esplora.base_url, TIMEOUT)
+
+    with pytest.raises(BackendError, match="404"):
+        backend.outputs_to(ADDRESS)
