@@ -13,6 +13,7 @@ from uuid import UUID
 from django.conf import settings
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_keys.exceptions import BadSignature
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -175,7 +176,7 @@ def _signer_of(message: str, signature: bytes) -> str | None:
         signature = signature[:64] + bytes([signature[64] + 27])
     try:
         recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BadSignature):
         return None
     return "ait1" + recovered[2:].lower()
 

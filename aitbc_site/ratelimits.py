@@ -6,8 +6,10 @@ outage into a full outage. The database and the request timeouts still bound wha
 """
 
 import logging
+import sqlite3
 from typing import Any
 
+import diskcache
 from django.conf import settings
 from django_ratelimit.core import get_usage
 from django_redis.exceptions import ConnectionInterrupted
@@ -50,7 +52,7 @@ def enforce(*, request: Request, group: str, key: str) -> None:
     rate = getattr(settings, _SETTING_OF_GROUP[group])
     try:
         usage = get_usage(request, group=group, key=lambda _group, _request: key, rate=rate, increment=True)
-    except (ConnectionInterrupted, RedisError, OSError) as error:
+    except (ConnectionInterrupted, RedisError, OSError, sqlite3.Error, diskcache.Timeout) as error:
         RATE_LIMIT_BACKEND_ERRORS.inc()
         logger.warning("rate limit not checked (%s): the cache is unreachable: %s", group, error)
         return

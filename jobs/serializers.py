@@ -44,6 +44,7 @@ class JobCreateSerializer(StrictSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField()
+    price = AmountField(positive=False, help_text="AITBC, fixed at submission (not charged to service users).")
     parameters = JSONObjectField()
     requirements = JSONObjectField()
     result = JSONObjectField(allow_null=True)
@@ -53,7 +54,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "client_id", "job_type", "parameters", "requirements", "priority", "status", "miner_id",
-            "attempts", "max_attempts", "progress", "result", "error", "created_at", "updated_at", "started_at",
+            "attempts", "max_attempts", "price", "progress", "result", "error", "created_at", "updated_at", "started_at",
             "completed_at", "expires_at", "lease_expires_at",
         ]
         read_only_fields = fields

@@ -380,11 +380,6 @@ def test_the_wrong_recovery_byte_is_invalid_signature(db: None) -> None:
     assert_api_error(response, status=401, code="INVALID_SIGNATURE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts/services.py _signer_of catches ValueError/TypeError only; eth_keys' BadSignature (a plain "
-    "Exception) escapes and the login answers 500 INTERNAL_ERROR",
-)
 @pytest.mark.parametrize(
     "r_s",
     [

@@ -97,7 +97,6 @@ def test_submitting_with_a_users_client_key_holds_the_price(db: None) -> None:
     assert Posting.objects.filter(reference=f"job:{job['id']}:hold", kind=PostingKind.JOB_HOLD).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="jobs/serializers.py JobSerializer does not list `price` among its fields")
 def test_the_job_shows_its_price(db: None) -> None:
     _, api = wallet_client()
 
