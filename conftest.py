@@ -20,6 +20,18 @@ ADDRESS = "ait1" + "ab" * 20
 OTHER_ADDRESS = "ait1" + "cd" * 20
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Run the SQLite suite on a WAL file, as the server does. pytest-django's default, a shared-cache memory
+    database, fails a concurrent writer at once with 'database table is locked' where a file makes it wait for
+    the busy timeout, so concurrency tests would measure the test setup rather than the code."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.getbasetemp() / "test-coordinator.db")
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     # Rate-limit counters live in the cache and would leak from one test into the next.

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connections
 from pytest_django.fixtures import Settings
@@ -511,14 +510,6 @@ def _run_at_once(count: int, work: Callable[[], object]) -> None:
     assert errors == []
 
 
-@pytest.mark.xfail(
-    "sqlite" in django_settings.DATABASES["default"]["ENGINE"],
-    strict=True,
-    raises=AssertionError,
-    reason="pytest-django's SQLite test database lives in memory with a shared cache, whose table locks fail a "
-    "concurrent writer at once ('database table is locked') where the server's WAL file makes it wait; "
-    "test_commands.py races processes against the live server's SQLite file instead",
-)
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_check_payments_runs_credit_a_payment_exactly_once(
     node: ChainServer, chain: Chain, buyer: User, settings: Settings
