@@ -266,7 +266,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "diskcache.DjangoCache",
+            "BACKEND": "aitbc_site.cache.PersistentDiskCache",
             "LOCATION": str(CACHE_DIR),
             "TIMEOUT": 300,
             "OPTIONS": {"size_limit": 2**28},
