@@ -145,6 +145,17 @@ def test_the_service_user_of_an_api_keys_entry_is_created_once(env_keys: tuple[A
     assert User.objects.count() == users_after_first_use
 
 
+def test_the_service_user_of_an_api_keys_entry_is_read_once_per_process(
+    env_keys: tuple[APIClient, APIClient], django_assert_num_queries: Any
+) -> None:
+    api, _ = env_keys
+    api.get("/v1/client/jobs")
+
+    # The list itself is one query; finding the key's user again would be a second.
+    with django_assert_num_queries(1):
+        assert api.get("/v1/client/jobs").status_code == 200
+
+
 def test_each_api_keys_entry_is_a_principal_of_its_own(env_keys: tuple[APIClient, APIClient]) -> None:
     alpha, beta = env_keys
 
