@@ -14,7 +14,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts import ledger
@@ -41,6 +41,10 @@ SYSTEM = "system"
 CLIENT = "client"
 # How many queued jobs one poll may look at to find ones whose `models` requirement the miner meets.
 CLAIM_SCAN_LIMIT = 200
+# The columns a hand-out reads and answers with; the rest of a job stays in the database.
+ASSIGNMENT_FIELDS = (
+    "id", "job_type", "parameters", "requirements", "priority", "attempts", "handouts", "max_runtime_seconds"
+)
 # How many lapsed leases one poll recovers before handing out work, so a poll's cost stays bounded.
 LEASE_RECOVERY_BATCH = 50
 
@@ -50,22 +54,37 @@ def miner_actor(miner_id: UUID) -> str:
 
 
 def transition(
-    *, job_id: UUID, expected: str, new: str, actor: str, reason: str, now: datetime, **fields: Any
+    *,
+    job_id: UUID,
+    expected: str,
+    new: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+    job: Job | None = None,
+    **fields: Any,
 ) -> bool:
     """Move a job from `expected` to `new` if, and only if, it is still in `expected`; record the event.
 
     Returns False when another request changed the job first. The UPDATE's WHERE clause is the lock: of two racing
-    callers exactly one changes the row, on every database.
+    callers exactly one changes the row, on every database. A caller holding the job's instance passes it as `job`:
+    it then gets the written fields, so nobody reads the row back.
     """
     if (expected, new) not in JOB_TRANSITIONS:
         raise ValueError(f"illegal job transition {expected} → {new}")
-    with transaction.atomic():
+    # No savepoint of its own: nothing here recovers from a failed statement, so an error must end the caller's
+    # whole transaction anyway, and a savepoint per change is a large share of a hand-out's statements.
+    with transaction.atomic(savepoint=False):
         changed = Job.objects.filter(pk=job_id, status=expected).update(status=new, updated_at=now, **fields)
         if changed != 1:
             return False
         JobEvent.objects.create(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
+        if job is not None:
+            job.status, job.updated_at = new, now
+            for name, value in fields.items():
+                setattr(job, name, value)
         if new in TERMINAL_STATUSES:
-            _settle(job_id=job_id, status=new)
+            _settle(job=job or Job.objects.select_related("client", "miner").get(pk=job_id), status=new)
     return True
 
 
@@ -77,11 +96,11 @@ def job_fee_and_earnings(job: Job) -> tuple[Decimal, Decimal]:
     return fee, job.price - fee
 
 
-def _settle(*, job_id: UUID, status: str) -> None:
+def _settle(*, job: Job, status: str) -> None:
     """Move a billed job's hold at its end: paid out on completion, given back on any other end."""
-    job = Job.objects.select_related("client", "miner").get(pk=job_id)
     if not job.billed or not job.price:
         return
+    job_id = job.pk
     if status == JobStatus.COMPLETED:
         fee, _ = job_fee_and_earnings(job)
         ledger.capture(
@@ -199,7 +218,7 @@ def _meets_requirements(miner: Miner, requirements: dict[str, Any]) -> bool:
     return set(wanted_models) <= set(miner.resources.get("models") or [])
 
 
-def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> Any:
+def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> QuerySet[Job]:
     resources = miner.resources
     queue = Job.objects.filter(
         status=JobStatus.PENDING,
@@ -225,7 +244,7 @@ def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> An
         # PostgreSQL: concurrent polls skip each other's candidates instead of queueing on them. The compare-and-set
         # in `transition` still decides who gets a job.
         queue = queue.select_for_update(skip_locked=True, of=("self",))
-    return queue.values_list("id", "requirements", "attempts", "handouts", "max_runtime_seconds")
+    return queue.only(*ASSIGNMENT_FIELDS)
 
 
 def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
@@ -257,28 +276,31 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
     if capacity <= 0:
         return ClaimResult(reason="at_capacity")
 
-    claimed: list[UUID] = []
+    claimed: list[Job] = []
+    passed_over: set[UUID] = set()
     with transaction.atomic():
-        rows = list(_claim_candidates(miner, now, exclude_ids=set())[:CLAIM_SCAN_LIMIT])
-        eligible = [row for row in rows if _meets_requirements(miner, row[1])]
-        retried_here = _jobs_just_failed_by(miner, [row[0] for row in eligible if row[2] > 0])
-        for job_id, _requirements, attempts, handouts, max_runtime in eligible:
-            if len(claimed) == capacity:
+        # Read only as many candidates as there is room for. Jobs the miner cannot take are passed over and a
+        # batch as large as all passed over so far is read next, up to CLAIM_SCAN_LIMIT in all. The transaction
+        # (SQLite) or the row locks (PostgreSQL) keep what was read claimable until the end.
+        while len(claimed) < capacity and len(passed_over) < CLAIM_SCAN_LIMIT:
+            size = min(max(capacity - len(claimed), len(passed_over)), CLAIM_SCAN_LIMIT - len(passed_over))
+            batch = list(_claim_candidates(miner, now, exclude_ids=passed_over)[:size])
+            retried_here = _jobs_just_failed_by(miner, [job.pk for job in batch if job.attempts > 0])
+            for job in batch:
+                if len(claimed) == capacity:
+                    break
+                skip = not _meets_requirements(miner, job.requirements) or (
+                    job.pk in retried_here and _another_capable_miner_exists(miner, job.job_type, now)
+                )
+                if skip or not _start_attempt(job=job, miner=miner, now=now):
+                    passed_over.add(job.pk)
+                else:
+                    claimed.append(job)
+            if len(batch) < size:
                 break
-            if job_id in retried_here and _another_capable_miner_exists(miner, _job_type(job_id), now):
-                continue
-            if _start_attempt(
-                job_id=job_id, miner=miner, attempts=attempts + 1, handout=handouts + 1, max_runtime=max_runtime, now=now
-            ):
-                claimed.append(job_id)
     if not claimed:
         return ClaimResult(reason="no_matching_jobs")
-    jobs = {job.pk: job for job in Job.objects.filter(pk__in=claimed)}
-    return ClaimResult(jobs=[jobs[job_id] for job_id in claimed])
-
-
-def _job_type(job_id: UUID) -> str:
-    return Job.objects.values_list("job_type", flat=True).get(pk=job_id)
+    return ClaimResult(jobs=claimed)
 
 
 def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> datetime:
@@ -286,24 +308,25 @@ def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> date
     return min(now + timedelta(seconds=settings.JOB_LEASE_SECONDS), started_at + timedelta(seconds=max_runtime))
 
 
-def _start_attempt(*, job_id: UUID, miner: Miner, attempts: int, handout: int, max_runtime: int, now: datetime) -> bool:
-    with transaction.atomic():
-        started = transition(
-            job_id=job_id,
-            expected=JobStatus.PENDING,
-            new=JobStatus.RUNNING,
-            actor=miner_actor(miner.pk),
-            reason=f"attempt {attempts} handed to the miner",
-            now=now,
-            miner=miner,
-            attempts=attempts,
-            handouts=handout,
-            started_at=now,
-            progress=None,
-            lease_expires_at=_lease_end(started_at=now, max_runtime=max_runtime, now=now),
-        )
-        if started:
-            JobAttempt.objects.create(job_id=job_id, number=handout, miner=miner, started_at=now)
+def _start_attempt(*, job: Job, miner: Miner, now: datetime) -> bool:
+    """Hand a pending job to the miner; `job` then reads as the running hand-out. Call inside a transaction."""
+    started = transition(
+        job_id=job.pk,
+        expected=JobStatus.PENDING,
+        new=JobStatus.RUNNING,
+        actor=miner_actor(miner.pk),
+        reason=f"attempt {job.attempts + 1} handed to the miner",
+        now=now,
+        job=job,
+        miner=miner,
+        attempts=job.attempts + 1,
+        handouts=job.handouts + 1,
+        started_at=now,
+        progress=None,
+        lease_expires_at=_lease_end(started_at=now, max_runtime=job.max_runtime_seconds, now=now),
+    )
+    if started:
+        JobAttempt.objects.create(job_id=job.pk, number=job.handouts, miner=miner, started_at=now)
     return started
 
 
@@ -311,8 +334,15 @@ def _start_attempt(*, job_id: UUID, miner: Miner, attempts: int, handout: int, m
 
 
 def miner_touch(*, miner: Miner, now: datetime) -> None:
-    """A poll counts as a sign of life: bring back an inactive miner, keep a draining one draining."""
+    """A poll counts as a sign of life: bring back an inactive miner, keep a draining one draining.
+
+    A miner polling several times a second would write its row as often; a sign of life only has to be fresher
+    than the liveness timeout, so it is written when a tenth of the timeout has passed (or the status changes).
+    """
     new_status = MinerStatus.DRAINING if miner.status == MinerStatus.DRAINING else MinerStatus.ACTIVE
+    fresh_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT / 10)
+    if new_status == miner.status and miner.last_heartbeat is not None and miner.last_heartbeat > fresh_since:
+        return
     Miner.objects.filter(pk=miner.pk).update(last_heartbeat=now, status=new_status)
     miner.last_heartbeat, miner.status = now, new_status
 
@@ -502,7 +532,6 @@ def job_submit_result(
                     completed_at=now,
                     extra=_receipt_payment(job=job, status=status),
                 )
-                job.refresh_from_db()
                 return job, receipt
             # The job changed between our read and our write (PostgreSQL; SQLite's immediate transactions
             # serialise the two). Undo the attempt's record and judge again against the new state.
@@ -520,12 +549,13 @@ def _judge_result(
 ) -> tuple[Job, JobAttempt, bool]:
     """Decide whether this miner's result counts: (job, its attempt, whether this is a replay of a recorded post)."""
     try:
-        job = Job.objects.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, ValidationError):
+        # The miner's latest attempt at the job, and the job with it, in one read.
+        attempt = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner=miner).order_by("-number").first()
+        if attempt is None:
+            raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
+    except (ValueError, ValidationError):
         raise JobNotFound() from None
-    attempt = JobAttempt.objects.filter(job=job, miner=miner).order_by("-number").first()
-    if attempt is None:
-        raise JobNotAssigned()
+    job = attempt.job
     if attempt.reported_status is not None:
         if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
             return job, attempt, True
@@ -558,6 +588,7 @@ def _apply_result(
             actor=actor,
             reason="the miner posted its result",
             now=now,
+            job=job,
             result=result,
             error=None,
             progress=1.0,
@@ -570,7 +601,7 @@ def _apply_result(
             reason = "the miner reported a failure and no attempts are left"
             final_error = _max_attempts_error(job, error)
         return transition(
-            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor, reason=reason, now=now,
+            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor, reason=reason, now=now, job=job,
             error=final_error, **ending,
         )
     if expected == JobStatus.PENDING:
@@ -583,6 +614,7 @@ def _apply_result(
         actor=actor,
         reason="the miner reported a failure; the job will be retried",
         now=now,
+        job=job,
         miner=None,
         lease_expires_at=None,
         progress=None,

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from miners.models import Miner
@@ -37,10 +37,11 @@ def receipt_issue(
     extra: dict[str, Any] | None = None,
 ) -> Receipt:
     """Sign a receipt for one posted result and append it to the miner's chain. Call inside the result's transaction."""
-    with transaction.atomic():
-        # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in parallel.
-        # (SQLite has no row locks: its immediate transactions already serialise all writers.)
-        Miner.objects.select_for_update().filter(pk=miner.pk).values_list("pk", flat=True).get()
+    with transaction.atomic(savepoint=False):
+        if connection.features.has_select_for_update:
+            # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in
+            # parallel. (SQLite has no row locks: its immediate transactions already serialise all writers.)
+            Miner.objects.select_for_update().filter(pk=miner.pk).values_list("pk", flat=True).get()
         previous = Receipt.objects.filter(miner=miner).order_by("-sequence").values("sequence", "document_hash").first()
         key_id, signer = signing_key()
         now = timezone.now()

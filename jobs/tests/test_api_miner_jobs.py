@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from aitbc_site.testing import assert_api_error
 from conftest import poll, post_result, register_miner, start_job, submit_job
+from jobs import services
 from jobs.models import Job, JobStatus
 
 POLL = "/v1/miner/jobs"
@@ -169,6 +170,31 @@ def test_a_job_a_miner_cannot_run_does_not_block_the_ones_behind_it(
     miner = register_miner(miner_api, resources={"models": ["small-model"]})
 
     assert job_ids(poll(miner_api, miner["id"])) == [runnable["id"]]
+
+
+def test_a_poll_reads_on_past_many_jobs_the_miner_cannot_run(client_api: APIClient, miner_api: APIClient) -> None:
+    for _ in range(12):
+        submit_job(client_api, priority=9, requirements={"models": ["huge-model"]})
+    runnable = [submit_job(client_api, parameters={"n": n}) for n in range(3)]
+    miner = register_miner(miner_api, resources={"models": ["small-model"]}, max_concurrent_jobs=5)
+
+    assert job_ids(poll(miner_api, miner["id"], limit=2)) == [job["id"] for job in runnable[:2]]
+    assert job_ids(poll(miner_api, miner["id"], limit=2)) == [runnable[2]["id"]]
+
+
+def test_a_poll_stops_looking_after_the_scan_limit(
+    client_api: APIClient, miner_api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "CLAIM_SCAN_LIMIT", 5)
+    for _ in range(5):
+        submit_job(client_api, priority=9, requirements={"models": ["huge-model"]})
+    runnable = submit_job(client_api)
+    miner = register_miner(miner_api, resources={"models": ["small-model"]})
+
+    nothing = poll(miner_api, miner["id"])
+
+    assert (nothing["results"], nothing["reason"]) == ([], "no_matching_jobs")
+    assert Job.objects.get(pk=runnable["id"]).status == JobStatus.PENDING
 
 
 @pytest.mark.parametrize(

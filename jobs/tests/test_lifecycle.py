@@ -160,6 +160,32 @@ def test_a_silent_miner_reads_as_inactive_and_a_heartbeat_brings_it_back(miner_a
     assert reply["status"] == "active"
 
 
+@pytest.mark.django_db
+def test_polls_write_the_sign_of_life_once_a_tenth_of_the_timeout_has_passed(miner_api, settings) -> None:
+    settings.MINER_HEARTBEAT_TIMEOUT = 50
+    miner = register_miner(miner_api)
+    recently = timezone.now() - timedelta(seconds=4)
+    Miner.objects.filter(pk=miner["id"]).update(last_heartbeat=recently)
+
+    poll(miner_api, miner["id"])
+    assert Miner.objects.get(pk=miner["id"]).last_heartbeat == recently
+
+    Miner.objects.filter(pk=miner["id"]).update(last_heartbeat=timezone.now() - timedelta(seconds=6))
+    poll(miner_api, miner["id"])
+    assert timezone.now() - Miner.objects.get(pk=miner["id"]).last_heartbeat < timedelta(seconds=2)
+
+
+@pytest.mark.django_db
+def test_a_poll_brings_an_inactive_miner_back_at_once(miner_api, settings) -> None:
+    settings.MINER_HEARTBEAT_TIMEOUT = 50
+    miner = register_miner(miner_api)
+    Miner.objects.filter(pk=miner["id"]).update(status=MinerStatus.INACTIVE)
+
+    poll(miner_api, miner["id"])
+
+    assert Miner.objects.get(pk=miner["id"]).status == MinerStatus.ACTIVE
+
+
 # --- retries ----------------------------------------------------------------------------------------------------
 
 
