@@ -52,17 +52,25 @@ def post(
                 posting = Posting.objects.create(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
         except IntegrityError:
             return None
-        # Debits first, so an overdraft is found before any line is written. Each balance is locked (PostgreSQL's
-        # row lock; SQLite's IMMEDIATE transaction already holds the database's one write lock), computed in Decimal
-        # and written whole: SQLite keeps decimals as binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1
-        # leaves 0.19999999999999998, which then cannot pay 0.2), while a value written from its exact decimal
-        # reads back exact.
-        for account, amount in sorted(movements, key=lambda movement: movement[1]):
-            current = LedgerAccount.objects.select_for_update().values_list("balance", flat=True).get(pk=account.pk)
-            new_balance = current + amount
-            if new_balance < 0 and account.kind in USER_ACCOUNT_KINDS:
-                raise InsufficientFunds(details={"account": account.kind, "needed": str(-amount)})
-            LedgerAccount.objects.filter(pk=account.pk).update(balance=new_balance)
+        # All the posting's balances are locked in one statement, in id order, so two postings over the same
+        # accounts (a hold and a release of one user) always lock them in the same order and never deadlock on
+        # PostgreSQL; SQLite's IMMEDIATE transaction already holds the database's one write lock. Each balance is
+        # computed in Decimal and checked before any is written, then written whole: SQLite keeps decimals as
+        # binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then
+        # cannot pay 0.2), while a value written from its exact decimal reads back exact.
+        accounts = {account.pk: account for account, _ in movements}
+        balances = dict(
+            LedgerAccount.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk", "balance")
+        )
+        for account, amount in movements:
+            balances[account.pk] += amount
+        for account_id, balance in balances.items():
+            account = accounts[account_id]
+            if balance < 0 and account.kind in USER_ACCOUNT_KINDS:
+                needed = -sum(amount for moved, amount in movements if moved.pk == account_id)
+                raise InsufficientFunds(details={"account": account.kind, "needed": str(needed)})
+        for account_id, balance in balances.items():
+            LedgerAccount.objects.filter(pk=account_id).update(balance=balance)
         LedgerEntry.objects.bulk_create(
             LedgerEntry(posting=posting, account=account, amount=amount, created_at=now)
             for account, amount in movements

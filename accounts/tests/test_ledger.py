@@ -1,13 +1,15 @@
 """The double-entry ledger: every movement balanced, applied once per reference, never overdrawing a user, and
 check_ledger proving the books (and naming what is wrong when someone edited them behind the ledger's back)."""
 
+import threading
+from collections.abc import Callable
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 
 from accounts import ledger
 from accounts.exceptions import InsufficientFunds
@@ -307,6 +309,37 @@ def test_a_capture_whose_fee_is_the_whole_amount_pays_only_the_platform(alice: U
     assert entries_of(posting) == {
         (ALICE, AccountKind.HELD): Decimal("-1"), (None, AccountKind.PLATFORM_FEES): Decimal("1"),
     }
+    assert_books_sound()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_holds_and_releases_of_one_user_at_once_never_deadlock() -> None:
+    alice = wallet_user_for(address=ALICE)
+    fund(alice, "100")
+    ledger.hold(user=alice, amount=Decimal("50"), reference="seed-hold", memo="")
+    errors: list[BaseException] = []
+
+    def repeatedly(move: Callable[..., object], prefix: str) -> None:
+        try:
+            for n in range(60):
+                move(user=alice, amount=Decimal("1"), reference=f"{prefix}:{n}", memo="")
+        except BaseException as error:  # handed to the test's thread below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=repeatedly, args=(ledger.hold, "hold")),
+        threading.Thread(target=repeatedly, args=(ledger.release, "release")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert (available(alice), held(alice)) == (Decimal("50"), Decimal("50"))
     assert_books_sound()
 
 
