@@ -1,17 +1,21 @@
-"""Test support shared by the suite: the error assertion and a real gunicorn server on 127.0.0.1."""
+"""Test support shared by the suite: the error assertion, threads racing on the database, and a real gunicorn server
+on 127.0.0.1."""
 
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from django.db import connections
 
 from aitbc_site.settings import BASE_DIR
 
@@ -24,6 +28,28 @@ def assert_api_error(response: Any, *, status: int, code: str) -> dict[str, Any]
     assert set(body["error"]) == {"code", "message", "details"}, body
     assert body["error"]["code"] == code, body
     return body["error"]
+
+
+def run_concurrently(*works: Callable[[], object], timeout: float = 120) -> None:
+    """Run each callable in a thread of its own, all at once, each with its own database connection; fail with
+    the errors any of them raised."""
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the calling thread below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
 
 
 def free_port() -> int:

@@ -550,7 +550,8 @@ def _judge_result(
     """Decide whether this miner's result counts: (job, its attempt, whether this is a replay of a recorded post)."""
     try:
         # The miner's latest attempt at the job, and the job with it, in one read.
-        attempt = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner=miner).order_by("-number").first()
+        attempts = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner=miner)
+        attempt = attempts.order_by("-number").first()
         if attempt is None:
             raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
     except (ValueError, ValidationError):

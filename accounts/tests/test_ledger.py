@@ -1,7 +1,6 @@
 """The double-entry ledger: every movement balanced, applied once per reference, never overdrawing a user, and
 check_ledger proving the books (and naming what is wrong when someone edited them behind the ledger's back)."""
 
-import threading
 from collections.abc import Callable
 from decimal import Decimal
 from io import StringIO
@@ -9,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts import ledger
 from accounts.exceptions import InsufficientFunds
@@ -17,6 +16,7 @@ from accounts.models import AccountKind, LedgerAccount, LedgerEntry, Posting, Po
 from accounts.selectors import ledger_problems
 from accounts.services import wallet_user_for
 from aitbc_site.exceptions import ValidationFailed
+from aitbc_site.testing import run_concurrently
 
 ALICE = "ait1" + "a1" * 20
 BOB = "ait1" + "b0" * 20
@@ -317,28 +317,16 @@ def test_holds_and_releases_of_one_user_at_once_never_deadlock() -> None:
     alice = wallet_user_for(address=ALICE)
     fund(alice, "100")
     ledger.hold(user=alice, amount=Decimal("50"), reference="seed-hold", memo="")
-    errors: list[BaseException] = []
 
-    def repeatedly(move: Callable[..., object], prefix: str) -> None:
-        try:
+    def repeatedly(move: Callable[..., object], prefix: str) -> Callable[[], None]:
+        def run() -> None:
             for n in range(60):
                 move(user=alice, amount=Decimal("1"), reference=f"{prefix}:{n}", memo="")
-        except BaseException as error:  # handed to the test's thread below
-            errors.append(error)
-        finally:
-            connections.close_all()
 
-    threads = [
-        threading.Thread(target=repeatedly, args=(ledger.hold, "hold")),
-        threading.Thread(target=repeatedly, args=(ledger.release, "release")),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+        return run
 
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_concurrently(repeatedly(ledger.hold, "hold"), repeatedly(ledger.release, "release"))
+
     assert (available(alice), held(alice)) == (Decimal("50"), Decimal("50"))
     assert_books_sound()
 

@@ -3,17 +3,16 @@ against a bitcoind server (the `node` fixture), both real HTTP on 127.0.0.1 serv
 
 import io
 import logging
-import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from pytest_django.fixtures import Settings
 
 from accounts.models import User
+from aitbc_site.testing import run_concurrently
 from exchange import services
 from exchange.exceptions import InvalidPaymentState
 from exchange.models import PAYMENT_TRANSITIONS, Payment, PaymentStatus
@@ -490,26 +489,6 @@ def test_a_confirming_payment_whose_transaction_was_replaced_by_a_smaller_one_is
 # --- concurrent checks --------------------------------------------------------------------------------------------
 
 
-def _run_at_once(count: int, work: Callable[[], object]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            work()
-        except BaseException as error:  # handed to the test's thread below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_check_payments_runs_credit_a_payment_exactly_once(
     node: ChainServer, chain: Chain, buyer: User, settings: Settings
@@ -522,7 +501,7 @@ def test_concurrent_check_payments_runs_credit_a_payment_exactly_once(
     # All four runs read the first payment's outputs at the same moment, then race to credit it.
     node.gate(4)
 
-    _run_at_once(4, lambda: call_command("check_payments", stdout=io.StringIO()))
+    run_concurrently(*[lambda: call_command("check_payments", stdout=io.StringIO())] * 4)
 
     assert node.gate_opened, "the four runs should have read the chain at the same moment"
     assert [len(deposits_of(payment)) for payment in payments] == [1, 1]
