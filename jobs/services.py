@@ -43,7 +43,8 @@ CLIENT = "client"
 CLAIM_SCAN_LIMIT = 200
 # The columns a hand-out reads and answers with; the rest of a job stays in the database.
 ASSIGNMENT_FIELDS = (
-    "id", "job_type", "parameters", "requirements", "priority", "attempts", "handouts", "max_runtime_seconds"
+    "id", "job_type", "parameters", "requirements", "priority", "attempts", "handouts", "max_runtime_seconds",
+    "expires_at",
 )
 # How many lapsed leases one poll recovers before handing out work, so a poll's cost stays bounded.
 LEASE_RECOVERY_BATCH = 50
@@ -220,12 +221,10 @@ def _meets_requirements(miner: Miner, requirements: dict[str, Any]) -> bool:
 
 def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> QuerySet[Job]:
     resources = miner.resources
-    queue = Job.objects.filter(
-        status=JobStatus.PENDING,
-        job_type__in=miner.capabilities,
-        not_before__lte=now,
-        expires_at__gt=now,
-    )
+    # No condition on the deadline: SQLite would then walk the deadline index and sort the whole queue instead of
+    # reading the queue index in hand-out order, and a poll would slow down as the queue grows. The claim expires
+    # the overdue jobs it meets instead.
+    queue = Job.objects.filter(status=JobStatus.PENDING, job_type__in=miner.capabilities, not_before__lte=now)
     memory = resources.get("gpu_memory_gb")
     queue = queue.filter(
         Q(req_min_gpu_memory_gb__isnull=True)
@@ -278,17 +277,22 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
 
     claimed: list[Job] = []
     passed_over: set[UUID] = set()
+    scanned = 0
     with transaction.atomic():
         # Read only as many candidates as there is room for. Jobs the miner cannot take are passed over and a
-        # batch as large as all passed over so far is read next, up to CLAIM_SCAN_LIMIT in all. The transaction
-        # (SQLite) or the row locks (PostgreSQL) keep what was read claimable until the end.
-        while len(claimed) < capacity and len(passed_over) < CLAIM_SCAN_LIMIT:
-            size = min(max(capacity - len(claimed), len(passed_over)), CLAIM_SCAN_LIMIT - len(passed_over))
+        # batch as large as all read so far is read next, up to CLAIM_SCAN_LIMIT in all. The transaction (SQLite)
+        # or the row locks (PostgreSQL) keep what was read claimable until the end.
+        while len(claimed) < capacity and scanned < CLAIM_SCAN_LIMIT:
+            size = min(max(capacity - len(claimed), scanned), CLAIM_SCAN_LIMIT - scanned)
             batch = list(_claim_candidates(miner, now, exclude_ids=passed_over)[:size])
+            scanned += len(batch)
             retried_here = _jobs_just_failed_by(miner, [job.pk for job in batch if job.attempts > 0])
             for job in batch:
                 if len(claimed) == capacity:
                     break
+                if job.expires_at <= now:
+                    _expire(job_id=job.pk, now=now)
+                    continue
                 skip = not _meets_requirements(miner, job.requirements) or (
                     job.pk in retried_here and _another_capable_miner_exists(miner, job.job_type, now)
                 )
@@ -469,21 +473,22 @@ def recover_expired_leases(*, now: datetime, batch: int | None = None) -> int:
     return recovered
 
 
+def _expire(*, job_id: UUID, now: datetime) -> bool:
+    return transition(
+        job_id=job_id,
+        expected=JobStatus.PENDING,
+        new=JobStatus.EXPIRED,
+        actor=SYSTEM,
+        reason="its time to live ran out before it ran",
+        now=now,
+        completed_at=now,
+    )
+
+
 def expire_overdue_jobs(*, now: datetime) -> int:
     """Store `expired` for pending jobs past their deadline (they already read as expired)."""
     overdue = Job.objects.filter(status=JobStatus.PENDING, expires_at__lte=now).values_list("id", flat=True)
-    return sum(
-        transition(
-            job_id=job_id,
-            expected=JobStatus.PENDING,
-            new=JobStatus.EXPIRED,
-            actor=SYSTEM,
-            reason="its time to live ran out before it ran",
-            now=now,
-            completed_at=now,
-        )
-        for job_id in list(overdue)
-    )
+    return sum(_expire(job_id=job_id, now=now) for job_id in list(overdue))
 
 
 # --- results ----------------------------------------------------------------------------------------------------
@@ -635,10 +640,7 @@ def job_cancel(*, job: Job, actor: str = CLIENT, reason: str = "cancelled by its
         if current == JobStatus.CANCELLED:
             return job
         if current == JobStatus.EXPIRED and job.status == JobStatus.PENDING:
-            transition(
-                job_id=job.pk, expected=JobStatus.PENDING, new=JobStatus.EXPIRED, actor=SYSTEM,
-                reason="its time to live ran out before it ran", now=now, completed_at=now,
-            )
+            _expire(job_id=job.pk, now=now)
             continue
         if current not in (JobStatus.PENDING, JobStatus.RUNNING):
             raise InvalidJobState(f"A {current} job cannot be cancelled.", details={"status": current})

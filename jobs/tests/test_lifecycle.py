@@ -315,6 +315,18 @@ def test_a_pending_job_past_its_ttl_reads_expired_and_is_never_handed_out(client
     assert [event["to"] for event in events_of(client_api, job["id"])] == ["expired"]
 
 
+@pytest.mark.django_db
+def test_a_poll_expires_the_overdue_jobs_it_meets_and_hands_out_the_next(client_api, miner_api) -> None:
+    overdue = submit_job(client_api, priority=9)
+    waiting = submit_job(client_api)
+    Job.objects.filter(pk=overdue["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    miner = register_miner(miner_api)
+
+    assert [assignment["id"] for assignment in poll(miner_api, miner["id"])["results"]] == [waiting["id"]]
+    assert Job.objects.get(pk=overdue["id"]).status == JobStatus.EXPIRED
+    assert [(event["to"], event["actor"]) for event in events_of(client_api, overdue["id"])] == [("expired", "system")]
+
+
 # --- late and stale results -------------------------------------------------------------------------------------
 
 

@@ -2,10 +2,11 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, Job, JobEvent, JobStatus
-from jobs.services import transition
+from jobs.services import _claim_candidates, transition
 from jobs.tests.factories import make_job, make_miner
 
 ALL_PAIRS = list(itertools.product(JobStatus.values, repeat=2))
@@ -45,3 +46,17 @@ def test_a_transition_from_a_stale_status_changes_nothing() -> None:
     )
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
     assert not JobEvent.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL plans from its statistics; this is SQLite's plan")
+@pytest.mark.django_db
+def test_the_claim_reads_the_queue_index_in_hand_out_order_whatever_the_queue_length() -> None:
+    candidates = _claim_candidates(make_miner(), timezone.now(), exclude_ids=set())[:10]
+    sql, params = candidates.query.sql_with_params()
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = " | ".join(row[-1] for row in cursor.fetchall())
+
+    assert "USING INDEX job_claim_queue" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
