@@ -63,20 +63,25 @@ def transition(
     reason: str,
     now: datetime,
     job: Job | None = None,
+    expected_handouts: int | None = None,
     **fields: Any,
 ) -> bool:
     """Move a job from `expected` to `new` if, and only if, it is still in `expected`; record the event.
 
     Returns False when another request changed the job first. The UPDATE's WHERE clause is the lock: of two racing
-    callers exactly one changes the row, on every database. A caller holding the job's instance passes it as `job`:
-    it then gets the written fields, so nobody reads the row back.
+    callers exactly one changes the row, on every database. `expected_handouts` narrows it to one hand-out: a job
+    requeued and handed to another miner since it was read is `running` again, but not the same attempt. A caller
+    holding the job's instance passes it as `job`: it then gets the written fields, so nobody reads the row back.
     """
     if (expected, new) not in JOB_TRANSITIONS:
         raise ValueError(f"illegal job transition {expected} → {new}")
     # No savepoint of its own: nothing here recovers from a failed statement, so an error must end the caller's
     # whole transaction anyway, and a savepoint per change is a large share of a hand-out's statements.
     with transaction.atomic(savepoint=False):
-        changed = Job.objects.filter(pk=job_id, status=expected).update(status=new, updated_at=now, **fields)
+        current = Job.objects.filter(pk=job_id, status=expected)
+        if expected_handouts is not None:
+            current = current.filter(handouts=expected_handouts)
+        changed = current.update(status=new, updated_at=now, **fields)
         if changed != 1:
             return False
         JobEvent.objects.create(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
@@ -421,6 +426,8 @@ def _end_attempt_and_requeue(
                 actor=actor,
                 reason=f"{reason}; no attempts left",
                 now=now,
+                job=job,
+                expected_handouts=job.handouts,
                 completed_at=now,
                 lease_expires_at=None,
                 error=_max_attempts_error(
@@ -435,6 +442,8 @@ def _end_attempt_and_requeue(
                 actor=actor,
                 reason=reason,
                 now=now,
+                job=job,
+                expected_handouts=job.handouts,
                 miner=None,
                 lease_expires_at=None,
                 progress=None,
@@ -504,17 +513,22 @@ def job_submit_result(
     metrics: dict[str, Any] | None = None,
     retryable: bool = True,
 ) -> tuple[Job, Receipt]:
-    """Accept a miner's result for its attempt and sign its receipt; an identical replay gets the same answer."""
+    """Accept a miner's result for its attempt and sign its receipt; an identical replay gets the same answer.
+
+    The result is judged before the write transaction begins, so SQLite's one writer is not held up by reads; the
+    writes then only go through if nothing they were judged on has changed (the attempt is still unreported, the
+    job still in the status and hand-out it was read in), else the result is judged again.
+    """
     for _ in range(3):
+        job, attempt, replay = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
+        if replay:
+            receipt = receipt_for_attempt(job_id=job.pk, attempt=attempt.number)
+            if receipt is None:
+                raise InvalidJobState("The first post of this result is still being recorded; try again.")
+            return job, receipt
         with transaction.atomic():
-            job, attempt, replay = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
-            if replay:
-                receipt = receipt_for_attempt(job_id=job.pk, attempt=attempt.number)
-                if receipt is None:
-                    raise InvalidJobState("The first post of this result is still being recorded; try again.")
-                return job, receipt
             now = timezone.now()
-            JobAttempt.objects.filter(pk=attempt.pk).update(
+            recorded = JobAttempt.objects.filter(pk=attempt.pk, reported_status__isnull=True).update(
                 reported_status=status,
                 result=result,
                 error=error,
@@ -522,6 +536,9 @@ def job_submit_result(
                 finished_at=now,
                 outcome=AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
             )
+            if not recorded:
+                # Another post for this attempt was recorded since: judge again (a replay, or a different result).
+                continue
             if _apply_result(job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now):
                 receipt = receipt_issue(
                     job_id=job.pk,
@@ -538,8 +555,7 @@ def job_submit_result(
                     extra=_receipt_payment(job=job, status=status),
                 )
                 return job, receipt
-            # The job changed between our read and our write (PostgreSQL; SQLite's immediate transactions
-            # serialise the two). Undo the attempt's record and judge again against the new state.
+            # The job changed between our read and our write. Undo the attempt's record and judge again.
             transaction.set_rollback(True)
     raise InvalidJobState("The job changed while its result was being recorded; try again.")
 
@@ -590,6 +606,7 @@ def _apply_result(
         return transition(
             job_id=job.pk,
             expected=expected,
+            expected_handouts=job.handouts,
             new=JobStatus.COMPLETED,
             actor=actor,
             reason="the miner posted its result",
@@ -607,8 +624,16 @@ def _apply_result(
             reason = "the miner reported a failure and no attempts are left"
             final_error = _max_attempts_error(job, error)
         return transition(
-            job_id=job.pk, expected=expected, new=JobStatus.FAILED, actor=actor, reason=reason, now=now, job=job,
-            error=final_error, **ending,
+            job_id=job.pk,
+            expected=expected,
+            expected_handouts=job.handouts,
+            new=JobStatus.FAILED,
+            actor=actor,
+            reason=reason,
+            now=now,
+            job=job,
+            error=final_error,
+            **ending,
         )
     if expected == JobStatus.PENDING:
         # Already back in the queue after a lapsed lease: the failure is noted on the attempt, the job waits.
@@ -616,6 +641,7 @@ def _apply_result(
     return transition(
         job_id=job.pk,
         expected=expected,
+        expected_handouts=job.handouts,
         new=JobStatus.PENDING,
         actor=actor,
         reason="the miner reported a failure; the job will be retried",

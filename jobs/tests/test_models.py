@@ -48,6 +48,21 @@ def test_a_transition_from_a_stale_status_changes_nothing() -> None:
     assert not JobEvent.objects.exists()
 
 
+@pytest.mark.django_db
+def test_a_transition_guarded_by_a_hand_out_changes_nothing_once_the_job_was_handed_out_again() -> None:
+    miner = make_miner()
+    job = make_job(status=JobStatus.RUNNING, miner=miner, handouts=2)
+    now = timezone.now()
+    finish = {"expected": JobStatus.RUNNING, "new": JobStatus.COMPLETED, "actor": "system", "reason": "test", "now": now}
+
+    assert not transition(job_id=job.pk, expected_handouts=1, **finish)
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+    assert not JobEvent.objects.filter(job=job).exists()
+
+    assert transition(job_id=job.pk, expected_handouts=2, **finish)
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL plans from its statistics; this is SQLite's plan")
 @pytest.mark.django_db
 def test_the_claim_reads_the_queue_index_in_hand_out_order_whatever_the_queue_length() -> None:
