@@ -7,7 +7,7 @@ and tries again on its next round.
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -15,6 +15,9 @@ import httpx
 from django.conf import settings
 
 SATOSHI = Decimal("0.00000001")
+# A block's time may be up to two hours off the clock (consensus rules), so a payment asked for at T may be mined in
+# a block stamped T - 2 h.
+BLOCK_TIME_LEEWAY = timedelta(hours=2)
 
 
 class BackendError(Exception):
@@ -35,7 +38,8 @@ class ChainBackend(Protocol):
     # `since`: when the address was handed out; nothing paid to it can be older.
     def watch(self, address: str, *, since: datetime) -> None: ...
 
-    def outputs_to(self, address: str) -> list[ChainOutput]: ...
+    # Every output paying the address since then (at least; older ones may come too).
+    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]: ...
 
 
 class ManualBackend:
@@ -44,7 +48,7 @@ class ManualBackend:
     def watch(self, address: str, *, since: datetime) -> None:
         return None
 
-    def outputs_to(self, address: str) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
         return []
 
 
@@ -57,6 +61,12 @@ def _get_json(response: httpx.Response) -> Any:
 
 class EsploraBackend:
     """The REST API of blockstream.info and mempool.space (github.com/Blockstream/esplora/blob/master/API.md)."""
+
+    # `/address/:a/txs` answers the mempool and the newest CONFIRMED_PAGE confirmed transactions;
+    # `/address/:a/txs/chain/:last_seen_txid` the next CONFIRMED_PAGE older ones.
+    CONFIRMED_PAGE = 25
+    # A shared address busier than this since one payment was asked for is a configuration to change, not to page.
+    MAX_PAGES = 40
 
     def __init__(self, base_url: str, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
@@ -74,13 +84,13 @@ class EsploraBackend:
     def watch(self, address: str, *, since: datetime) -> None:
         return None  # Esplora indexes every address already.
 
-    def outputs_to(self, address: str) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
         tip_text = self._get("/blocks/tip/height").text.strip()
         if not tip_text.isdigit():
             raise BackendError(f"Esplora tip height is not a number: {tip_text[:50]!r}")
         tip = int(tip_text)
-        transactions = _get_json(self._get(f"/address/{address}/txs"))
         try:
+            transactions = self._transactions_since(address, since=since)
             return [
                 ChainOutput(
                     txid=str(transaction["txid"]),
@@ -99,6 +109,22 @@ class EsploraBackend:
             ]
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BackendError(f"Esplora answer for {address} is not a transaction list: {error!r}") from None
+
+    def _transactions_since(self, address: str, *, since: datetime) -> list[dict[str, Any]]:
+        """The address's transactions, newest first, paging back through confirmed ones until a page ends before
+        `since` (less the block time leeway) or the history ends."""
+        oldest_wanted = (since - BLOCK_TIME_LEEWAY).timestamp()
+        page: list[dict[str, Any]] = _get_json(self._get(f"/address/{address}/txs"))
+        transactions = list(page)
+        for _ in range(self.MAX_PAGES):
+            confirmed = [transaction for transaction in page if transaction["status"]["confirmed"]]
+            if len(confirmed) < self.CONFIRMED_PAGE or int(confirmed[-1]["status"]["block_time"]) < oldest_wanted:
+                return transactions
+            page = _get_json(self._get(f"/address/{address}/txs/chain/{confirmed[-1]['txid']}"))
+            transactions.extend(page)
+        raise BackendError(
+            f"more than {self.MAX_PAGES * self.CONFIRMED_PAGE} transactions paid {address} since {since:%Y-%m-%d %H:%M}"
+        )
 
 
 class BitcoindBackend:
@@ -145,7 +171,8 @@ class BitcoindBackend:
         if not imported:
             raise BackendError(f"bitcoind did not import the descriptor of {address}: {results}")
 
-    def outputs_to(self, address: str) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+        # The watch-only wallet lists everything paid to the address, `since` or not.
         try:
             received = self._call("listreceivedbyaddress", 0, True, True, address)
             txids = sorted({txid for entry in received if entry["address"] == address for txid in entry["txids"]})

@@ -16,7 +16,14 @@ from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import User
-from exchange.backends import SATOSHI, BackendError, ChainBackend, ChainOutput, backend_from_settings
+from exchange.backends import (
+    BLOCK_TIME_LEEWAY,
+    SATOSHI,
+    BackendError,
+    ChainBackend,
+    ChainOutput,
+    backend_from_settings,
+)
 from exchange.exceptions import AmountOutOfRange, ExchangeDisabled, InvalidPaymentState
 from exchange.models import PAYMENT_TRANSITIONS, ExchangeRate, Payment, PaymentStatus
 from exchange.selectors import current_rate
@@ -199,7 +206,7 @@ class Observation:
 
 
 def _observe(backend: ChainBackend, payment: Payment) -> Observation:
-    outputs = backend.outputs_to(payment.address)
+    outputs = backend.outputs_to(payment.address, since=payment.created_at)
     if payment.derivation_index is None:
         outputs = _own_output_on_shared_address(payment, outputs)
     outputs.sort(key=lambda output: (output.txid, output.vout))
@@ -222,7 +229,7 @@ def _own_output_on_shared_address(payment: Payment, outputs: list[ChainOutput]) 
         for output in outputs
         if output.value_btc == payment.btc_amount
         and (output.txid, output.vout) not in claimed
-        and (output.block_time is None or output.block_time >= payment.created_at - timedelta(hours=2))
+        and (output.block_time is None or output.block_time >= payment.created_at - BLOCK_TIME_LEEWAY)
     ]
     # The one it already holds, else the most confirmed. A second output of the same amount is not this payment's:
     # summed in, it would stay unclaimed and be credited again to the next payment asking for that amount.

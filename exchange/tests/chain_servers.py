@@ -3,7 +3,9 @@ JSON-RPC server. Both are real HTTP servers on 127.0.0.1 (stdlib ThreadingHTTPSe
 serve one in-memory `Chain` that the test drives: broadcast a payment, mine blocks, make the server fail.
 
 Protocols as documented:
-- Esplora: https://github.com/Blockstream/esplora/blob/master/API.md (GET /blocks/tip/height, GET /address/:a/txs)
+- Esplora: https://github.com/Blockstream/esplora/blob/master/API.md (GET /blocks/tip/height, GET /address/:a/txs
+  with up to 50 mempool and the newest 25 confirmed transactions, GET /address/:a/txs/chain/:last_seen_txid for the
+  next 25 confirmed)
 - Bitcoin Core: JSON-RPC 1.0 over HTTP POST with basic auth; the wallet RPCs a watch-only descriptor wallet answers
   (getdescriptorinfo, importdescriptors, listreceivedbyaddress, gettransaction) and getblockcount.
 And a JSON price endpoint for `update_rate --source`.
@@ -33,6 +35,9 @@ CHANGE_ADDRESS = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 TIMESTAMP_WINDOW = 7200
 # A hanging server gives up after this long even if nobody stops it; every client timeout in the tests is shorter.
 HANG_SECONDS = 5.0
+# Esplora's page sizes: /address/:a/txs answers up to 50 mempool and 25 confirmed transactions, /txs/chain 25.
+ESPLORA_MEMPOOL_PAGE = 50
+ESPLORA_CHAIN_PAGE = 25
 # How long a gate waits for all its parties (processes starting Django on a busy machine take a while).
 GATE_SECONDS = 90.0
 
@@ -288,17 +293,26 @@ class EsploraHandler(_Handler):
             # A bare integer in text/plain, not JSON.
             self.send(200, str(chain.tip_height), "text/plain")
             return
-        match = re.fullmatch(rf"{self.PREFIX}/address/([a-zA-Z0-9]+)/txs", path)
+        match = re.fullmatch(rf"{self.PREFIX}/address/([a-zA-Z0-9]+)/txs(/chain(?:/([0-9a-f]{{64}}))?)?", path)
         if match is None:
             self.send(404, "Not Found", "text/plain")
             return
-        address = match.group(1)
+        address, chain_only, last_seen = match.groups()
         self.node.wait_at_gate()
         if self.node.failure is Failure.WRONG_SHAPE:
             self.send(200, json.dumps([{"txid": 7, "vout": "none", "status": "confirmed"}]), "application/json")
             return
-        transactions = [self._transaction(transaction) for transaction in chain.transactions_to(address)]
-        self.send(200, json.dumps(transactions), "application/json")
+        paying = chain.transactions_to(address)
+        mempool = [transaction for transaction in paying if transaction.block_height is None]
+        mined = [transaction for transaction in paying if transaction.block_height is not None]
+        if last_seen is not None:
+            seen = [transaction.txid for transaction in mined]
+            if last_seen not in seen:
+                self.send(400, "Invalid hex string", "text/plain")
+                return
+            mined = mined[seen.index(last_seen) + 1 :]
+        page = ([] if chain_only else mempool[:ESPLORA_MEMPOOL_PAGE]) + mined[:ESPLORA_CHAIN_PAGE]
+        self.send(200, json.dumps([self._transaction(transaction) for transaction in page]), "application/json")
 
     def _transaction(self, transaction: Transaction) -> dict[str, Any]:
         chain = self.node.chain

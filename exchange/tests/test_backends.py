@@ -49,7 +49,7 @@ def test_it_reports_each_output_paying_the_address_with_its_confirmations_and_bl
     chain.mine(2)
     waiting = chain.pay(ADDRESS, "0.00000547")
 
-    outputs = {output.txid: output for output in backend.outputs_to(ADDRESS)}
+    outputs = {output.txid: output for output in backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)}
 
     # Output 0 of each transaction is the payer's change to another address: only output 1 pays ours.
     assert outputs == {
@@ -67,7 +67,7 @@ def test_amounts_are_exact_to_the_satoshi(server: ChainServer, chain: Chain) -> 
         chain.pay(ADDRESS, amount)
     chain.mine()
 
-    values = sorted(output.value_btc for output in backend.outputs_to(ADDRESS))
+    values = sorted(output.value_btc for output in backend.outputs_to(ADDRESS, since=AN_HOUR_AGO))
 
     assert values == [Decimal("0.00000001"), Decimal("0.30000003"), Decimal("20999999.9769")]
     assert all(value.as_tuple().exponent >= -8 for value in values)
@@ -80,7 +80,7 @@ def test_payments_to_other_addresses_are_not_reported(server: ChainServer, chain
     chain.pay(BIP84_RECEIVE_1, "0.001")
     chain.mine()
 
-    assert backend.outputs_to(ADDRESS) == []
+    assert backend.outputs_to(ADDRESS, since=AN_HOUR_AGO) == []
 
 
 def test_esplora_needs_no_import_and_reads_the_tip_and_the_address_history(esplora: EsploraServer) -> None:
@@ -88,9 +88,46 @@ def test_esplora_needs_no_import_and_reads_the_tip_and_the_address_history(esplo
     backend.watch(ADDRESS, since=AN_HOUR_AGO)
     assert esplora.requests == []
 
-    backend.outputs_to(ADDRESS)
+    backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
 
     assert esplora.requests == ["GET /api/blocks/tip/height", f"GET /api/address/{ADDRESS}/txs"]
+
+
+def test_it_reports_every_output_of_a_busy_address_since_the_moment_asked_for(
+    server: ChainServer, chain: Chain
+) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    # More than two of Esplora's pages of confirmed transactions, and some still in the mempool.
+    paid = [chain.pay(ADDRESS, Decimal("0.0001") + n * Decimal("0.00000001")) for n in range(60)]
+    for _ in range(60):
+        chain.mine()
+    paid += [chain.pay(ADDRESS, "0.002") for _ in range(3)]
+
+    outputs = backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
+
+    assert sorted(output.txid for output in outputs) == sorted(paid)
+
+
+def test_esplora_pages_back_only_until_the_transactions_are_older_than_asked_for(
+    esplora: EsploraServer, chain: Chain
+) -> None:
+    backend = backend_for(esplora)
+    for _ in range(30):
+        chain.pay(ADDRESS, "0.0001")
+    chain.mine(at=time.time() - 5 * 3600)
+    recent = [chain.pay(ADDRESS, "0.0002") for _ in range(30)]
+    for _ in range(30):
+        chain.mine()
+    asked_at = datetime.now(tz=UTC) - timedelta(minutes=1)
+
+    outputs = backend.outputs_to(ADDRESS, since=asked_at)
+
+    # The 30 recent ones fill a page and a bit; the page reaching back five hours is the last one read.
+    assert set(recent) <= {output.txid for output in outputs}
+    pages = [request for request in esplora.requests if "/txs" in request]
+    assert len(pages) == 2, pages
+    assert pages[1].startswith(f"GET /api/address/{ADDRESS}/txs/chain/")
 
 
 def test_bitcoind_imports_the_address_as_a_checksummed_descriptor_rescanning_from_when_it_was_handed_out(
@@ -112,11 +149,11 @@ def test_bitcoind_sees_only_addresses_imported_into_its_watch_only_wallet(
     backend = backend_for(bitcoind)
     txid = chain.pay(ADDRESS, "0.001")
     chain.mine()
-    assert backend.outputs_to(ADDRESS) == []
+    assert backend.outputs_to(ADDRESS, since=AN_HOUR_AGO) == []
 
     backend.watch(ADDRESS, since=AN_HOUR_AGO)
 
-    assert [output.txid for output in backend.outputs_to(ADDRESS)] == [txid]
+    assert [output.txid for output in backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)] == [txid]
 
 
 def _refuse_connections(server: ChainServer) -> None:
@@ -151,7 +188,7 @@ def test_every_failure_of_the_far_end_reading_outputs_is_a_backend_error_within_
 
     started = time.monotonic()
     with pytest.raises(BackendError):
-        backend.outputs_to(ADDRESS)
+        backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
     assert time.monotonic() - started < 3 * TIMEOUT + 1
 
 
@@ -170,7 +207,7 @@ def test_bitcoind_refusing_the_credentials_is_a_backend_error(bitcoind: Bitcoind
     backend = BitcoindBackend(bitcoind.rpc_url(password="wrong"), TIMEOUT)
 
     with pytest.raises(BackendError, match="401"):
-        backend.outputs_to(ADDRESS)
+        backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
     assert bitcoind.requests == ["401"]
 
 
@@ -185,4 +222,4 @@ def test_an_esplora_url_without_the_api_path_is_a_backend_error(esplora: Esplora
     backend = EsploraBackend(esplora.base_url, TIMEOUT)
 
     with pytest.raises(BackendError, match="404"):
-        backend.outputs_to(ADDRESS)
+        backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)

@@ -320,6 +320,19 @@ def test_on_the_shared_address_a_payment_paid_twice_is_credited_once_and_the_sec
     assert_credited_once(first, "100")
 
 
+def test_on_the_shared_address_a_payment_is_found_under_more_than_a_page_of_later_payments(
+    node: ChainServer, chain: Chain, shared_address: str, buyer: User
+) -> None:
+    payment = make_payment(buyer, btc="0.001")
+    chain.pay(shared_address, payment.btc_amount)
+    chain.mine()
+    for _ in range(30):
+        chain.pay(shared_address, "0.002")
+        chain.mine()
+
+    assert_credited_once(check(payment), "100")
+
+
 def test_on_the_shared_address_a_transaction_mined_before_the_payment_was_asked_for_does_not_count(
     node: ChainServer, chain: Chain, shared_address: str, buyer: User
 ) -> None:
