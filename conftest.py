@@ -1,6 +1,7 @@
 """One shared world for the suite: two clients, two miners' keys, an admin key, and helpers to call the API."""
 
 import secrets
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,7 +148,7 @@ def live_env(database_url: str, **overrides: str) -> dict[str, str]:
         "MAINTENANCE_INTERVAL_SECONDS": "0",
         "CACHE_DIR": str(Path(database_url.removeprefix("sqlite:///")).parent / "cache")
         if database_url.startswith("sqlite")
-        else f"/tmp/aitbc-live-cache-{uuid.uuid4().hex[:8]}",
+        else str(Path(tempfile.gettempdir()) / f"aitbc-live-cache-{uuid.uuid4().hex[:8]}"),
         # Live tests measure behaviour, not the limits; the rate-limit tests set their own.
         "RATE_LIMIT_CLIENT": "1000000/m",
         "RATE_LIMIT_MINER": "1000000/m",

@@ -60,7 +60,10 @@ def post(
         # cannot pay 0.2), while a value written from its exact decimal reads back exact.
         accounts = {account.pk: account for account, _ in movements}
         balances = dict(
-            LedgerAccount.objects.select_for_update().filter(pk__in=accounts).order_by("pk").values_list("pk", "balance")
+            LedgerAccount.objects.select_for_update()
+            .filter(pk__in=accounts)
+            .order_by("pk")
+            .values_list("pk", "balance")
         )
         for account, amount in movements:
             balances[account.pk] += amount

@@ -101,13 +101,16 @@ class LedgerAccount(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "kind"], name="ledger_account_per_user_kind"),
-            models.UniqueConstraint(fields=["kind"], condition=models.Q(user__isnull=True), name="ledger_platform_kind"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=models.Q(user__isnull=True), name="ledger_platform_kind"
+            ),
             models.CheckConstraint(
                 condition=models.Q(user__isnull=True) | models.Q(kind__in=USER_ACCOUNT_KINDS),
                 name="ledger_user_account_kinds",
             ),
             models.CheckConstraint(
-                condition=models.Q(user__isnull=True) | models.Q(balance__gte=0), name="ledger_user_balance_not_negative"
+                condition=models.Q(user__isnull=True) | models.Q(balance__gte=0),
+                name="ledger_user_balance_not_negative",
             ),
         ]
 

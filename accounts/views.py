@@ -1,7 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,8 +24,8 @@ from accounts.serializers import (
 from accounts.services import Principal
 from aitbc_site.authentication import ApiKeyAuthentication, HasSession, SessionTokenAuthentication
 from aitbc_site.openapi import error_responses
-from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage
+from aitbc_site.ratelimits import RateLimitedViewMixin
 
 USER_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The user's id.")
 KEY_ID = OpenApiParameter("key_id", str, OpenApiParameter.PATH, description="The API key's id.")

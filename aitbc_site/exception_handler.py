@@ -68,7 +68,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers["Retry-After"] = str(int(exc.wait))
     else:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
-        status_code, body = status.HTTP_500_INTERNAL_SERVER_ERROR, error_body("INTERNAL_ERROR", "Internal server error.")
+        status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+        body = error_body("INTERNAL_ERROR", "Internal server error.")
     set_rollback()
     return Response(body, status=status_code, headers=headers)
 

@@ -100,17 +100,23 @@ class DatabaseCollector(Collector):
 
         events = JobEvent.objects
         yield total(
-            "job_leases_expired", "Leases that lapsed", events.filter(reason__startswith="the miner's lease expired").count()
+            "job_leases_expired",
+            "Leases that lapsed",
+            events.filter(reason__startswith="the miner's lease expired").count(),
         )
         yield total(
             "jobs_requeued",
             "Running jobs sent back to the queue",
             events.filter(from_status=JobStatus.RUNNING, to_status=JobStatus.PENDING).count(),
         )
-        yield total("jobs_expired", "Jobs whose time to live ran out", events.filter(to_status=JobStatus.EXPIRED).count())
+        yield total(
+            "jobs_expired", "Jobs whose time to live ran out", events.filter(to_status=JobStatus.EXPIRED).count()
+        )
         yield total("receipts_issued", "Signed receipts", Receipt.objects.count())
         yield total(
-            "payments_credited", "Bitcoin payments credited", Payment.objects.filter(status=PaymentStatus.CONFIRMED).count()
+            "payments_credited",
+            "Bitcoin payments credited",
+            Payment.objects.filter(status=PaymentStatus.CONFIRMED).count(),
         )
         pending_payments = GaugeMetricFamily("payments_open", "Payments waiting for bitcoin", labels=["status"])
         for status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING):

@@ -30,8 +30,9 @@ class RequestBodyLimitMiddleware:
             return too_big
         if declared_length or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
             try:
-                # Reading `body` enforces the limit on the bytes actually sent and caches them for the parser.
-                request.body  # noqa: B018
+                # Reading `body` enforces the limit on the bytes actually sent and caches them for the parser;
+                # the value itself is not needed here.
+                _ = request.body
             except RequestDataTooBig:
                 return too_big
         return self.get_response(request)

@@ -28,7 +28,8 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Set it in the environment (`make run` generates one under data/ for the embedded default)."
+        "SECRET_KEY is not set. Set it in the environment "
+        "(`make run` generates one under data/ for the embedded default)."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -79,7 +80,9 @@ CORS_ALLOW_HEADERS = ["content-type", "x-session-token", "x-api-key", "idempoten
 CORS_URLS_REGEX = r"^/v1/.*$"
 
 # Billing. Prices are decimal strings of AITBC per job; operators change them in the admin.
-JOB_PRICES = env_parsed("JOB_PRICES", {}, parse_job_prices, 'a JSON object of decimal strings, e.g. {"llm_inference": "2.5"}')
+JOB_PRICES = env_parsed(
+    "JOB_PRICES", {}, parse_job_prices, 'a JSON object of decimal strings, e.g. {"llm_inference": "2.5"}'
+)
 DEFAULT_JOB_PRICE = Decimal("1")
 PLATFORM_FEE_RATE = env_parsed("PLATFORM_FEE_RATE", Decimal("0.05"), parse_fee_rate, "a decimal from 0 to 1")
 
@@ -103,7 +106,9 @@ BITCOIND_RPC_URL = env_str("BITCOIND_RPC_URL", "http://127.0.0.1:8332")
 BITCOIN_BACKEND_TIMEOUT = env_positive_int("BITCOIN_BACKEND_TIMEOUT", 10)
 BITCOIN_MIN_CONFIRMATIONS = env_int("BITCOIN_MIN_CONFIRMATIONS", 1, minimum=0)
 BITCOIN_LARGE_PAYMENT_CONFIRMATIONS = env_int("BITCOIN_LARGE_PAYMENT_CONFIRMATIONS", 3, minimum=0)
-BITCOIN_LARGE_PAYMENT_BTC = env_parsed("BITCOIN_LARGE_PAYMENT_BTC", Decimal("0.1"), parse_positive_decimal, "a positive decimal")
+BITCOIN_LARGE_PAYMENT_BTC = env_parsed(
+    "BITCOIN_LARGE_PAYMENT_BTC", Decimal("0.1"), parse_positive_decimal, "a positive decimal"
+)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 

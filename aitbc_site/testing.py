@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from django.db import connections
 
 from aitbc_site.settings import BASE_DIR

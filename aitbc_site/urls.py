@@ -3,9 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from accounts.views import UserViewSet
 from aitbc_site.health import health, ready
 from aitbc_site.metrics import metrics_view
-from accounts.views import UserViewSet
 from exchange.views import ExchangeViewSet
 from jobs.views import ClientJobViewSet, JobTypeViewSet, MinerJobViewSet
 from miners.views import MinerViewSet

@@ -19,7 +19,9 @@ class CreatePaymentSerializer(StrictSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("aitbc_amount" in attrs) == ("btc_amount" in attrs):
-            raise serializers.ValidationError({"non_field_errors": ["Send exactly one of aitbc_amount and btc_amount."]})
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send exactly one of aitbc_amount and btc_amount."]}
+            )
         return attrs
 
 

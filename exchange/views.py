@@ -12,8 +12,8 @@ from rest_framework.response import Response
 
 from aitbc_site.authentication import HasSession, SessionTokenAuthentication
 from aitbc_site.openapi import error_responses
-from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from exchange import selectors, services
 from exchange.serializers import CreatePaymentSerializer, PaymentSerializer, RateSerializer
 from exchange.wallet import bip21_uri

@@ -1,9 +1,8 @@
 from decimal import Decimal
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.conf import settings
-
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 

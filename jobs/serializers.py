@@ -33,7 +33,10 @@ class JobCreateSerializer(StrictSerializer):
     requirements = JobRequirementsSerializer(required=False)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=0, help_text="9 is handed out first.")
     ttl_seconds = serializers.IntegerField(
-        min_value=10, max_value=86400, required=False, help_text="A job still pending this long after submission expires."
+        min_value=10,
+        max_value=86400,
+        required=False,
+        help_text="A job still pending this long after submission expires.",
     )
     max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
     max_runtime_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)

@@ -5,14 +5,14 @@ only through `transition`, a compare-and-set that is race-safe on SQLite and Pos
 """
 
 import random
-from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -119,7 +119,10 @@ def _settle(*, job: Job, status: str) -> None:
         )
     else:
         ledger.release(
-            user=job.client, amount=job.price, reference=f"job:{job_id}:release", memo=f"{job.job_type} job {job_id} {status}"
+            user=job.client,
+            amount=job.price,
+            reference=f"job:{job_id}:release",
+            memo=f"{job.job_type} job {job_id} {status}",
         )
 
 
@@ -150,7 +153,9 @@ def job_submit(
     Idempotency-Key created."""
     now = timezone.now()
     if idempotency_key:
-        replayed = _idempotent_replay(client=client, idempotency_key=idempotency_key, request_body=request_body, now=now)
+        replayed = _idempotent_replay(
+            client=client, idempotency_key=idempotency_key, request_body=request_body, now=now
+        )
         if replayed is not None:
             return replayed, False
     price = job_type_price(job_type=job_type)
@@ -187,7 +192,9 @@ def job_submit(
         # A concurrent request with the same Idempotency-Key won the insert; answer as its replay.
         if not idempotency_key:
             raise
-        replayed = _idempotent_replay(client=client, idempotency_key=idempotency_key, request_body=request_body, now=now)
+        replayed = _idempotent_replay(
+            client=client, idempotency_key=idempotency_key, request_body=request_body, now=now
+        )
         if replayed is None:
             raise
         return replayed, False
@@ -375,7 +382,9 @@ def miner_heartbeat(
     miner.last_heartbeat = now
     Miner.objects.filter(pk=miner.pk).update(last_heartbeat=now, status=miner.status, updated_at=now)
 
-    held = list(Job.objects.filter(miner=miner, status=JobStatus.RUNNING).only("id", "started_at", "max_runtime_seconds"))
+    held = list(
+        Job.objects.filter(miner=miner, status=JobStatus.RUNNING).only("id", "started_at", "max_runtime_seconds")
+    )
     reported = {str(item["job_id"]): item.get("progress") for item in jobs} if jobs is not None else None
     kept: list[UUID] = []
     for job in held:
@@ -403,7 +412,10 @@ def miner_heartbeat(
     cancelled_since = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
     cancelled = list(
         JobAttempt.objects.filter(
-            miner=miner, outcome=AttemptOutcome.CANCELLED, reported_status__isnull=True, finished_at__gte=cancelled_since
+            miner=miner,
+            outcome=AttemptOutcome.CANCELLED,
+            reported_status__isnull=True,
+            finished_at__gte=cancelled_since,
         ).values_list("job_id", flat=True)
     )
     return HeartbeatResult(miner=miner, held_jobs=kept, cancelled_jobs=cancelled)
@@ -539,7 +551,9 @@ def job_submit_result(
             if not recorded:
                 # Another post for this attempt was recorded since: judge again (a replay, or a different result).
                 continue
-            if _apply_result(job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now):
+            if _apply_result(
+                job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now
+            ):
                 receipt = receipt_issue(
                     job_id=job.pk,
                     client_id=job.client_id,
@@ -707,7 +721,9 @@ def catch_up_stored_state() -> dict[str, int]:
 
 
 def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
-    """Delete miners silent for `inactive_for` that never held a job or earned a receipt; miners with a history stay as the archive."""
+    """Delete miners silent for `inactive_for` that never held a job or earned a receipt.
+
+    Miners with a history stay as the archive."""
     silent_since = now - inactive_for
     purgeable = Miner.objects.filter(last_heartbeat__lt=silent_since).exclude(
         Q(jobs__isnull=False) | Q(attempts__isnull=False) | Q(receipts__isnull=False)

@@ -1,5 +1,4 @@
 from typing import Any
-from uuid import UUID
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -13,11 +12,9 @@ from rest_framework.response import Response
 from accounts.serializers import JobTypeListSerializer, JobTypeSerializer
 from aitbc_site.authentication import IsClient, IsMiner
 from aitbc_site.openapi import error_responses
-from aitbc_site.ratelimits import RateLimitedViewMixin
 from aitbc_site.pagination import CursorPage, OldestFirstCursorPage, ReceiptCursorPage
+from aitbc_site.ratelimits import RateLimitedViewMixin
 from jobs import selectors, services
-from jobs.exceptions import JobNotFound
-from jobs.models import Job
 from jobs.serializers import (
     AssignmentSerializer,
     JobCreateSerializer,
@@ -64,7 +61,9 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         request=JobCreateSerializer,
         responses={
             201: JobSerializer,
-            200: OpenApiResponse(JobSerializer, description="Replay of an earlier request with the same Idempotency-Key."),
+            200: OpenApiResponse(
+                JobSerializer, description="Replay of an earlier request with the same Idempotency-Key."
+            ),
             **error_responses(400, 402, 409),
         },
     )

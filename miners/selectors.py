@@ -1,8 +1,8 @@
 from datetime import timedelta
 from uuid import UUID
 
-from django.core.exceptions import ValidationError
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import User

@@ -33,7 +33,9 @@ class MinerRegisterSerializer(StrictSerializer):
     miner_id = ObjectIdField(
         not_found=MinerNotFound, required=False, help_text="Update this earlier registration instead."
     )
-    address = serializers.CharField(max_length=100, help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
+    address = serializers.CharField(
+        max_length=100, help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…)."
+    )
     endpoint = serializers.URLField(max_length=500, required=False, allow_null=True)
     capabilities = serializers.ListField(
         child=serializers.CharField(max_length=64), min_length=1, max_length=64, help_text="Job types it can run."

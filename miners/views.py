@@ -40,7 +40,9 @@ class MinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         miner, created = services.miner_register(owner=request.user, **payload.validated_data)
         return Response(MinerSerializer(miner).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, **error_responses(400, 404)})
+    @extend_schema(
+        request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, **error_responses(400, 404)}
+    )
     @action(detail=False, methods=["post"])
     def heartbeat(self, request: Request) -> Response:
         """Report that the miner is alive; renews its leases and says which of its jobs were cancelled."""

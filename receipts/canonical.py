@@ -9,7 +9,7 @@ CanonicalizationError = rfc8785.CanonicalizationError
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """Raises CanonicalizationError for values JCS cannot represent exactly (integers beyond ±(2^53−1))."""
+    """Raises CanonicalizationError for values JCS cannot represent exactly (integers beyond ±(2^53-1))."""
     return rfc8785.dumps(value)
 
 

@@ -7,7 +7,7 @@ from receipts.canonical import CanonicalizationError, canonical_bytes
 
 
 def validate_canonicalizable(value: Any) -> Any:
-    """Refuse what RFC 8785 cannot represent exactly (integers beyond ±(2^53−1)), since receipts must be signed."""
+    """Refuse what RFC 8785 cannot represent exactly (integers beyond ±(2^53-1)), since receipts must be signed."""
     try:
         canonical_bytes(value)
     except CanonicalizationError as error:
@@ -39,7 +39,9 @@ class ReceiptSerializer(serializers.Serializer):
     miner_earnings = serializers.CharField(help_text="What the miner was paid for this result (0 unless completed).")
     key_id = serializers.CharField()
     alg = serializers.ChoiceField(choices=["ed25519"])
-    proof = serializers.CharField(help_text="Hex Ed25519 signature over the RFC 8785 bytes of the receipt without proof.")
+    proof = serializers.CharField(
+        help_text="Hex Ed25519 signature over the RFC 8785 bytes of the receipt without proof."
+    )
 
 
 class ReceiptListSerializer(serializers.Serializer):

@@ -71,7 +71,7 @@ def check_ledger() -> str:
 def raw_update(table: str, assignment: str, where: str, params: list[object]) -> None:
     """Edit rows behind the ledger's back, as someone with database access could."""
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {assignment} WHERE {where}", params)  # noqa: S608 (the test's own SQL)
+        cursor.execute(f"UPDATE {table} SET {assignment} WHERE {where}", params)
 
 
 # --- deposit ---------------------------------------------------------------------------------------------------

@@ -595,9 +595,9 @@ def running_nginx(directory: Path, *, upstreams: list[str]) -> Iterator[tuple[st
     config = render_nginx_config(directory, upstreams=upstreams, http_port=http_port, https_port=https_port)
     command = [binary, "-p", str(directory), "-c", str(config), "-e", str(directory / "error.log")]
     # The arguments are the test's own paths, not outside input.
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)  # noqa: S603
+    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:

@@ -223,7 +223,7 @@ def _backend_env(server: ChainServer) -> dict[str, str]:
 
 
 def _run_check_payments(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - our own manage.py with a fixed argument
+    return subprocess.Popen(
         [sys.executable, str(BASE_DIR / "manage.py"), "check_payments"],
         env=env, cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -53,7 +53,13 @@ def test_a_transition_guarded_by_a_hand_out_changes_nothing_once_the_job_was_han
     miner = make_miner()
     job = make_job(status=JobStatus.RUNNING, miner=miner, handouts=2)
     now = timezone.now()
-    finish = {"expected": JobStatus.RUNNING, "new": JobStatus.COMPLETED, "actor": "system", "reason": "test", "now": now}
+    finish = {
+        "expected": JobStatus.RUNNING,
+        "new": JobStatus.COMPLETED,
+        "actor": "system",
+        "reason": "test",
+        "now": now,
+    }
 
     assert not transition(job_id=job.pk, expected_handouts=1, **finish)
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING

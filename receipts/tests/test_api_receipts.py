@@ -1,5 +1,6 @@
 """Receipts through the API: what a posted result earns, who may read it, and what /v1/receipts/verify accepts."""
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -129,7 +130,7 @@ def test_a_miners_first_receipt_has_no_prev_hash_and_each_next_names_the_hash_of
     receipts = [run_job(client_api, miner_api, miner_id, result={"n": index}) for index in range(4)]
 
     assert receipts[0]["prev_hash"] is None
-    for previous, current in zip(receipts, receipts[1:]):
+    for previous, current in itertools.pairwise(receipts):
         assert current["prev_hash"] == chain_hash(previous)
 
 

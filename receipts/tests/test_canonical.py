@@ -29,7 +29,10 @@ RFC_SAMPLE_INPUT = r"""{
   "literals": [null, true, false]
 }"""
 # … its canonical output, as printed in the RFC …
-RFC_SAMPLE_OUTPUT = r"""{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"""
+RFC_SAMPLE_OUTPUT = (
+    r"""{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27]"""
+    r""","string":"€$\u000f\nA'B\"\\\\\"/"}"""
+)
 # … and the same output as the UTF-8 bytes the RFC lists in hexadecimal (section 3.2.4).
 RFC_SAMPLE_OUTPUT_HEX = """
 7b 22 6c 69 74 65 72 61 6c 73 22 3a 5b 6e 75 6c 6c 2c 74 72
@@ -147,7 +150,7 @@ def test_a_float_with_an_integral_value_is_written_without_a_fraction() -> None:
 
 
 def test_non_ascii_text_is_written_as_utf8_not_escaped() -> None:
-    assert canonical_bytes({"text": "Grüße, 世界 😀"}) == '{"text":"Grüße, 世界 😀"}'.encode("utf-8")
+    assert canonical_bytes({"text": "Grüße, 世界 😀"}) == '{"text":"Grüße, 世界 😀"}'.encode()
 
 
 def test_only_quote_backslash_and_control_characters_are_escaped_with_lowercase_hex() -> None:

@@ -149,7 +149,7 @@ def test_each_miners_receipts_form_one_unbroken_chain_under_concurrent_result_po
     for receipt in listed:
         by_miner[receipt["miner_id"]].append(receipt)
     assert {miner_id: len(receipts) for miner_id, receipts in by_miner.items()} == {
-        miner_id: plan.jobs for miner_id, plan in zip(answered, PLANS)
+        miner_id: plan.jobs for miner_id, plan in zip(answered, PLANS, strict=True)
     }
     for receipts in by_miner.values():
         assert_one_unbroken_chain(receipts)

@@ -122,6 +122,15 @@ def test_without_a_configured_key_one_is_generated_once_into_a_private_file(sett
     assert signing_key()[0] == key_id
 
 
+def first_signature(start: threading.Barrier, key_ids: list[str], errors: list[Exception]) -> None:
+    """Wait for the other workers, then sign once, recording the key id or the error."""
+    start.wait()
+    try:
+        key_ids.append(signing_key()[0])
+    except Exception as error:  # collected and asserted on by the caller
+        errors.append(error)
+
+
 def test_workers_starting_together_all_sign_with_the_one_generated_key(settings: Any, tmp_path: Path) -> None:
     settings.RECEIPT_SIGNING_KEY = ""
     for round_number in range(30):
@@ -130,14 +139,7 @@ def test_workers_starting_together_all_sign_with_the_one_generated_key(settings:
         key_ids: list[str] = []
         errors: list[Exception] = []
 
-        def first_signature() -> None:
-            start.wait()
-            try:
-                key_ids.append(signing_key()[0])
-            except Exception as error:  # noqa: BLE001 - collected and asserted on below
-                errors.append(error)
-
-        workers = [threading.Thread(target=first_signature) for _ in range(12)]
+        workers = [threading.Thread(target=first_signature, args=(start, key_ids, errors)) for _ in range(12)]
         for worker in workers:
             worker.start()
         for worker in workers:

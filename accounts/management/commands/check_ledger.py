@@ -6,7 +6,10 @@ from accounts.selectors import ledger_problems
 
 
 class Command(BaseCommand):
-    help = "Verify the ledger: every posting sums to zero, every balance equals its entries, no user balance below zero."
+    help = (
+        "Verify the ledger: every posting sums to zero, every balance equals its entries, "
+        "no user balance below zero."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         problems = ledger_problems()

@@ -22,5 +22,7 @@ class Command(BaseCommand):
             if owner is None:
                 raise CommandError(f"No user {user!r}.")
         api_key, raw_key = api_key_issue(role=role, name=name, user=owner)
-        self.stderr.write(f"Issued {role} key {api_key.prefix} ({name}) for user {api_key.user}. It is shown only once:")
+        self.stderr.write(
+            f"Issued {role} key {api_key.prefix} ({name}) for user {api_key.user}. It is shown only once:"
+        )
         self.stdout.write(raw_key)

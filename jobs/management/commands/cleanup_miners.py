@@ -27,5 +27,7 @@ class Command(BaseCommand):
         if purge_after is not None:
             if purge_after < 1:
                 raise CommandError("--purge-after must be at least 1 day.", returncode=2)
-            counts["miners_purged"] = purge_inactive_miners(inactive_for=timedelta(days=purge_after), now=timezone.now())
+            counts["miners_purged"] = purge_inactive_miners(
+                inactive_for=timedelta(days=purge_after), now=timezone.now()
+            )
         self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
