@@ -5,6 +5,11 @@ Needs nothing but a running server and an API key valid on both client and miner
 
     python bench/load.py --url http://127.0.0.1:8000 --api-key KEY [--clients 8 --miners 8 --jobs 3000] [--json]
 
+`API_KEYS` clients are service users, whose jobs are not billed. With `--billed` each client is a wallet user
+instead (a fresh key, logged in with a signed challenge) holding AITBC, so every job's price is held at submission
+and paid out on its result: the ledger's work is in the cycle. The funds are deposited straight into the server's
+database, so `--billed` also needs the server's DATABASE_URL (and SECRET_KEY) in the environment.
+
 When the load is over every job is read back. The script prints completed cycles per second, the server's CPU
 milliseconds per cycle (from /proc, so the server must run on this machine), per-endpoint latency percentiles, the
 jobs handed out twice and the jobs lost, and exits 1 if any job was handed out twice or lost, or any request failed.
@@ -21,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +43,58 @@ ENDPOINTS = (SUBMIT, POLL, RESULT, READ, REGISTER)
 PERCENTILES = (50, 95, 99)
 READ_ATTEMPTS = 3
 LISTEN_STATE = "0A"
+
+
+# --- wallet clients (--billed) -----------------------------------------------------------------------------------
+
+
+def wallet_client_key(url: str) -> tuple[str, str]:
+    """A new wallet, logged in with a signed challenge, and a client API key it issued itself: (address, key)."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    account = Account.create()
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        challenge = http.post("/v1/users/challenge", json={"address": account.address})
+        challenge.raise_for_status()
+        signed = Account.sign_message(encode_defunct(text=challenge.json()["message"]), account.key)
+        signature = "0x" + bytes(signed.signature).hex()
+        body = {"address": account.address, "nonce": challenge.json()["nonce"], "signature": signature}
+        login = http.post("/v1/users/login", json=body)
+        login.raise_for_status()
+        issued = http.post(
+            "/v1/users/me/api-keys",
+            json={"role": "client", "name": "benchmark"},
+            headers={"X-Session-Token": login.json()["token"]},
+        )
+        issued.raise_for_status()
+    return account.address, issued.json()["key"]
+
+
+def fund_wallets(addresses: list[str], amount: str) -> None:
+    """Deposit `amount` AITBC to each wallet through the ledger, in the server's database."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aitbc_site.settings")
+    import django
+
+    django.setup()
+    from accounts import ledger
+    from accounts.addresses import canonical_address
+    from accounts.services import wallet_user_for
+
+    for address in addresses:
+        ledger.deposit(
+            user=wallet_user_for(address=canonical_address(address)),
+            amount=Decimal(amount),
+            reference=f"bench:{address}",
+            memo="benchmark funds",
+        )
+
+
+def job_price(url: str) -> str:
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        prices = http.get("/v1/job-types").raise_for_status().json()["results"]
+    return next(price["price"] for price in prices if price["job_type"] == JOB_TYPE)
 
 
 # --- measurements -----------------------------------------------------------------------------------------------
@@ -226,15 +284,28 @@ class Options:
     poll_limit: int
     idle_sleep: float
     server_pids: list[int]
+    billed: bool
 
 
-def http_client(options: Options) -> httpx.Client:
+def http_client(options: Options, headers: dict[str, str] | None = None) -> httpx.Client:
     # One client per thread: each keeps its own keep-alive connection, as a real client or miner would.
-    return httpx.Client(base_url=options.url, headers={"X-Api-Key": options.api_key}, timeout=30.0)
+    return httpx.Client(base_url=options.url, headers=headers or {"X-Api-Key": options.api_key}, timeout=30.0)
 
 
-def client_thread(options: Options, run: Run, recorder: Recorder, job_ids: list[str]) -> None:
-    with http_client(options) as http:
+def client_credentials(options: Options) -> list[dict[str, str]]:
+    """The headers each client thread sends: the shared API key, or with --billed a key of a funded wallet's own."""
+    if not options.billed:
+        return [{"X-Api-Key": options.api_key}] * options.clients
+    wallets = [wallet_client_key(options.url) for _ in range(options.clients)]
+    # Enough for any one client to pay for every job.
+    fund_wallets([address for address, _ in wallets], str(Decimal(job_price(options.url)) * options.jobs))
+    return [{"X-Api-Key": key} for _, key in wallets]
+
+
+def client_thread(
+    options: Options, credentials: dict[str, str], run: Run, recorder: Recorder, job_ids: list[str]
+) -> None:
+    with http_client(options, credentials) as http:
         while run.take_submit_slot():
             body = {"job_type": JOB_TYPE, "parameters": {"prompt": f"benchmark job {len(job_ids)}", "max_tokens": 16}}
             job = recorder.call(http, SUBMIT, "POST", "/v1/client/jobs", 201, json=body)
@@ -280,9 +351,11 @@ def miner_thread(options: Options, run: Run, ready: threading.Barrier, recorder:
                 run.result_posted(accepted=answer is not None)
 
 
-def read_back_thread(options: Options, job_ids: list[str], recorder: Recorder, statuses: dict[str, str]) -> None:
+def read_back_thread(
+    options: Options, credentials: dict[str, str], job_ids: list[str], recorder: Recorder, statuses: dict[str, str]
+) -> None:
     """Read every job back as its client: `statuses` gets each job's final status."""
-    with http_client(options) as http:
+    with http_client(options, credentials) as http:
         for job_id in job_ids:
             # A failed read counts as a request error; retrying it keeps it from also counting as a lost job.
             for _ in range(READ_ATTEMPTS):
@@ -296,6 +369,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
     started = time.monotonic()
     deadline = started + options.timeout
     submit_until = started + options.duration if options.duration is not None else deadline
+    credentials = client_credentials(options)
     run = Run(jobs=options.jobs, submit_until=submit_until)
     ready = threading.Barrier(options.miners + 1)
     miner_recorders = [Recorder() for _ in range(options.miners)]
@@ -320,8 +394,8 @@ def run_benchmark(options: Options) -> dict[str, Any]:
     client_recorders = [Recorder() for _ in range(options.clients)]
     submitted_ids: list[list[str]] = [[] for _ in range(options.clients)]
     clients = [
-        threading.Thread(target=client_thread, args=(options, run, recorder, ids), name=f"client-{n}")
-        for n, (recorder, ids) in enumerate(zip(client_recorders, submitted_ids, strict=True))
+        threading.Thread(target=client_thread, args=(options, headers, run, recorder, ids), name=f"client-{n}")
+        for n, (headers, recorder, ids) in enumerate(zip(credentials, client_recorders, submitted_ids, strict=True))
     ]
     for thread in clients:
         thread.start()
@@ -339,9 +413,12 @@ def run_benchmark(options: Options) -> dict[str, Any]:
     job_ids = [job_id for ids in submitted_ids for job_id in ids]
     read_recorders = [Recorder() for _ in range(options.clients)]
     read_statuses: list[dict[str, str]] = [{} for _ in range(options.clients)]
+    # Each client's jobs are read back by that client: with --billed nobody else may see them.
     readers = [
-        threading.Thread(target=read_back_thread, args=(options, job_ids[n :: options.clients], recorder, statuses))
-        for n, (recorder, statuses) in enumerate(zip(read_recorders, read_statuses, strict=True))
+        threading.Thread(target=read_back_thread, args=(options, headers, ids, recorder, statuses))
+        for headers, ids, recorder, statuses in zip(
+            credentials, submitted_ids, read_recorders, read_statuses, strict=True
+        )
     ]
     for thread in readers:
         thread.start()
@@ -358,6 +435,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
     server_cpu_ms = (cpu_after - cpu_before) / ticks_per_ms if options.server_pids else None
     own_cpu_s = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)
     return {
+        "billed": options.billed,
         "clients": options.clients,
         "miners": options.miners,
         "jobs_submitted": len(job_ids),
@@ -384,7 +462,8 @@ def run_benchmark(options: Options) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     cpu = report["server_cpu_ms_per_cycle"]
     print(
-        f"{report['clients']} clients, {report['miners']} miners: {report['jobs_submitted']} jobs submitted, "
+        f"{report['clients']} {'billed wallet clients' if report['billed'] else 'clients'}, {report['miners']} miners: "
+        f"{report['jobs_submitted']} jobs submitted, "
         f"{report['cycles_completed']} cycles completed in {report['window_seconds']} s"
         + (" (TIMED OUT)" if report["timed_out"] else "")
     )
@@ -447,6 +526,11 @@ def parse_options(argv: list[str]) -> tuple[Options, bool]:
         default=[],
         help="the server's top process (gunicorn master); default: whoever listens on the URL's port",
     )
+    parser.add_argument(
+        "--billed",
+        action="store_true",
+        help="clients are funded wallet users whose jobs are paid through the ledger (needs DATABASE_URL)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     args = parser.parse_args(argv)
     if not args.api_key:
@@ -468,6 +552,7 @@ def parse_options(argv: list[str]) -> tuple[Options, bool]:
         poll_limit=args.poll_limit,
         idle_sleep=args.idle_sleep,
         server_pids=server_pids,
+        billed=args.billed,
     )
     return options, args.json
 
