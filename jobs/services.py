@@ -612,24 +612,26 @@ def _apply_result(
     *, job: Job, miner: Miner, status: str, result: Any, error: Any, retryable: bool, now: datetime
 ) -> bool:
     """Move the job as the miner's result says. False if the job changed since it was judged."""
-    actor = miner_actor(miner.pk)
-    expected = job.status
+
+    def move(new: str, reason: str, **fields: Any) -> bool:
+        # Only from the status and the hand-out the result was judged against.
+        return transition(
+            job_id=job.pk,
+            expected=job.status,
+            expected_handouts=job.handouts,
+            new=new,
+            actor=miner_actor(miner.pk),
+            reason=reason,
+            now=now,
+            job=job,
+            **fields,
+        )
+
     # A late result of a lapsed lease finds the job pending with no miner: the job ends under the miner that did it.
     ending = {"miner": miner, "completed_at": now, "lease_expires_at": None}
     if status == JobStatus.COMPLETED:
-        return transition(
-            job_id=job.pk,
-            expected=expected,
-            expected_handouts=job.handouts,
-            new=JobStatus.COMPLETED,
-            actor=actor,
-            reason="the miner posted its result",
-            now=now,
-            job=job,
-            result=result,
-            error=None,
-            progress=1.0,
-            **ending,
+        return move(
+            JobStatus.COMPLETED, "the miner posted its result", result=result, error=None, progress=1.0, **ending
         )
     if not retryable or job.attempts >= job.max_attempts:
         final_error = error
@@ -637,30 +639,13 @@ def _apply_result(
         if retryable:
             reason = "the miner reported a failure and no attempts are left"
             final_error = _max_attempts_error(job, error)
-        return transition(
-            job_id=job.pk,
-            expected=expected,
-            expected_handouts=job.handouts,
-            new=JobStatus.FAILED,
-            actor=actor,
-            reason=reason,
-            now=now,
-            job=job,
-            error=final_error,
-            **ending,
-        )
-    if expected == JobStatus.PENDING:
+        return move(JobStatus.FAILED, reason, error=final_error, **ending)
+    if job.status == JobStatus.PENDING:
         # Already back in the queue after a lapsed lease: the failure is noted on the attempt, the job waits.
         return True
-    return transition(
-        job_id=job.pk,
-        expected=expected,
-        expected_handouts=job.handouts,
-        new=JobStatus.PENDING,
-        actor=actor,
-        reason="the miner reported a failure; the job will be retried",
-        now=now,
-        job=job,
+    return move(
+        JobStatus.PENDING,
+        "the miner reported a failure; the job will be retried",
         miner=None,
         lease_expires_at=None,
         progress=None,
