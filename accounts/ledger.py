@@ -59,21 +59,20 @@ def post(
         # binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then
         # cannot pay 0.2), while a value written from its exact decimal reads back exact.
         accounts = {account.pk: account for account, _ in movements}
+        changes: dict[int, Decimal] = dict.fromkeys(accounts, Decimal("0"))
+        for account, amount in movements:
+            changes[account.pk] += amount
         balances = dict(
             LedgerAccount.objects.select_for_update()
             .filter(pk__in=accounts)
             .order_by("pk")
             .values_list("pk", "balance")
         )
-        for account, amount in movements:
-            balances[account.pk] += amount
-        for account_id, balance in balances.items():
-            account = accounts[account_id]
-            if balance < 0 and account.kind in USER_ACCOUNT_KINDS:
-                needed = -sum(amount for moved, amount in movements if moved.pk == account_id)
-                raise InsufficientFunds(details={"account": account.kind, "needed": str(needed)})
-        for account_id, balance in balances.items():
-            LedgerAccount.objects.filter(pk=account_id).update(balance=balance)
+        for account_id, change in changes.items():
+            if balances[account_id] + change < 0 and accounts[account_id].kind in USER_ACCOUNT_KINDS:
+                raise InsufficientFunds(details={"account": accounts[account_id].kind, "needed": str(-change)})
+        for account_id, change in changes.items():
+            LedgerAccount.objects.filter(pk=account_id).update(balance=balances[account_id] + change)
         LedgerEntry.objects.bulk_create(
             LedgerEntry(posting=posting, account=account, amount=amount, created_at=now)
             for account, amount in movements
