@@ -27,7 +27,7 @@ ErrorSerializer = inline_serializer(
 )
 
 _DESCRIPTIONS = {
-    400: "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, INVALID_JOB_TYPE, INVALID_ADDRESS …).",
+    400: "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, MALFORMED_REQUEST, INVALID_JOB_TYPE, INVALID_ADDRESS …).",
     401: "AUTHENTICATION_REQUIRED (no credential), INVALID_API_KEY or INVALID_SESSION.",
     402: "INSUFFICIENT_FUNDS: the available balance does not cover the job's price.",
     403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
@@ -36,7 +36,9 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (JOB_NOT_ASSIGNED, INVALID_JOB_STATE, IDEMPOTENCY_KEY_REUSED …).",
     429: "RATE_LIMITED: over the rate limit; retry after the seconds in the Retry-After header.",
     413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
+    414: "URI_TOO_LONG: the request line (method, path and query string) is limited to 4094 bytes.",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json.",
+    431: "HEADERS_TOO_LARGE: at most 100 headers of at most 8190 bytes each.",
     500: "INTERNAL_ERROR.",
     503: "EXCHANGE_DISABLED: the exchange is not configured.",
 }
@@ -77,7 +79,7 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
-        common = [400, 405, 429, 500]
+        common = [400, 405, 414, 429, 431, 500]
         if self.method in ("POST", "PUT", "PATCH"):
             common += [413, 415]
         if not any(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):

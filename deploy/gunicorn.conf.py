@@ -24,7 +24,12 @@ os.environ.setdefault(
 bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-worker_class = "gthread"
+# gunicorn's threaded worker ("gthread"), answering the requests it cannot parse in the API's JSON error envelope.
+worker_class = "aitbc_site.gunicorn_worker.EnvelopeThreadWorker"
+# gunicorn's own limits, stated because the OpenAPI document promises them (414 and 431 in the error envelope).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 30)
 graceful_timeout = 30
 keepalive = 5

@@ -1,0 +1,58 @@
+"""gunicorn's threaded worker, answering the requests it rejects itself in the API's error envelope.
+
+gunicorn turns away a request it cannot parse (a request line over `limit_request_line`, too many or too large
+headers, a malformed line or header) before Django sees it, with an HTML page. A client of a JSON API, and the
+OpenAPI document that promises the envelope for every error, should get the envelope there too.
+"""
+
+import json
+from typing import Any
+
+from gunicorn import util
+from gunicorn.http import errors
+from gunicorn.workers.gthread import ThreadWorker
+
+# Status, reason phrase and our error code for each parse failure answered here; gunicorn keeps the rest (its 500s,
+# 501 for an unknown transfer coding, 417, proxy-protocol and TLS failures), which a client of the API cannot cause
+# by the request's content alone.
+_PARSE_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    errors.LimitRequestLine: (414, "URI Too Long", "URI_TOO_LONG"),
+    errors.LimitRequestHeaders: (431, "Request Header Fields Too Large", "HEADERS_TOO_LARGE"),
+    errors.InvalidRequestLine: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidRequestMethod: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidHTTPVersion: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidHeader: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidHeaderName: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.ObsoleteFolding: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidChunkSize: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.ChunkMissingTerminator: (400, "Bad Request", "MALFORMED_REQUEST"),
+    errors.InvalidChunkExtension: (400, "Bad Request", "MALFORMED_REQUEST"),
+}
+
+
+def envelope_response(status: int, reason: str, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class EnvelopeThreadWorker(ThreadWorker):
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        answer = next((answer for kind, answer in _PARSE_ERRORS.items() if isinstance(exc, kind)), None)
+        if answer is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        status, reason, code = answer
+        # gunicorn's own line for a rejected request, so the log reads the same as before.
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        message = f"The request was rejected before it reached the API: {exc}"
+        try:
+            util.write_nonblock(client, envelope_response(status, reason, code, message))
+        except OSError:
+            self.log.debug("Failed to send error message.")
