@@ -25,7 +25,7 @@ bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 # gunicorn's threaded worker ("gthread"), answering the requests it cannot parse in the API's JSON error envelope.
-worker_class = "aitbc_site.gunicorn_worker.EnvelopeThreadWorker"
+worker_class = "aitbc_site.gunicorn_classes.EnvelopeThreadWorker"
 # gunicorn's own limits, stated because the OpenAPI document promises them (414 and 431 in the error envelope).
 limit_request_line = 4094
 limit_request_fields = 100
@@ -60,6 +60,8 @@ elif _access_log:
     _access_handler = {"class": "logging.FileHandler", "filename": _access_log, **_json_handler}
 else:
     _access_handler = {"class": "logging.NullHandler"}
+# Formats an access line only when a handler writes it.
+logger_class = "aitbc_site.gunicorn_classes.Logger"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

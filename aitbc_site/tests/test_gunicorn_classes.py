@@ -1,12 +1,17 @@
 """Against a real gunicorn server: the requests gunicorn turns away before Django sees them are answered in the API's
-error envelope, with the status the OpenAPI document lists, and the server goes on serving."""
+error envelope, with the status the OpenAPI document lists, and the server goes on serving. And gunicorn's logger, as
+the project's config sets it up, builds access lines only when they are written."""
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from aitbc_site.settings import BASE_DIR
 from aitbc_site.testing import LiveServer, live_server
 from conftest import live_env
 
@@ -95,3 +100,27 @@ def test_the_server_goes_on_answering_after_rejecting_requests(server: LiveServe
     httpx.get(f"{server.url}/health?{'x' * 5000}", timeout=10)
 
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+# gunicorn's own command-line application, reading deploy/gunicorn.conf.py as `gunicorn -c` does, then its logger.
+LOGGER_PROBE = """
+import sys
+sys.argv = ["gunicorn", "-c", "deploy/gunicorn.conf.py", "aitbc_site.wsgi:application"]
+from gunicorn.app.wsgiapp import WSGIApplication
+config = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").cfg
+logger = config.logger_class(config)
+print(type(logger).__module__, logger.writes_access_log)
+if not logger.writes_access_log:
+    logger.access(None, None, None, None)  # would fail building the line from nothing
+"""
+
+
+@pytest.mark.parametrize(("access_log", "writes"), [("", "False"), ("-", "True")])
+def test_the_logger_builds_access_lines_only_when_an_access_log_is_configured(access_log: str, writes: str) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", LOGGER_PROBE], cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "GUNICORN_ACCESS_LOG": access_log},
+    )
+
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["aitbc_site.gunicorn_classes", writes]
