@@ -43,8 +43,9 @@ def _parse_hex_key(name: str, text: str) -> bytes:
     return raw
 
 
+@lru_cache(maxsize=4)
 def _seed_from_file(path: Path) -> str:
-    """Read the generated seed, creating it first if no worker has yet.
+    """Read the generated seed, creating it first if no worker has yet; once per process, not per receipt.
 
     The seed is written and synced to a private temporary file, then hard-linked into place. The link is atomic and
     refuses to replace an existing file: exactly one worker's seed wins, and no worker can ever read a half-written
@@ -71,7 +72,7 @@ def _seed_from_file(path: Path) -> str:
 
 
 @lru_cache(maxsize=4)
-def _keys(seed_hex: str, retired: tuple[str, ...]) -> tuple[Ed25519PrivateKey, dict[str, PublishedKey]]:
+def _keys(seed_hex: str, retired: tuple[str, ...]) -> tuple[str, Ed25519PrivateKey, dict[str, PublishedKey]]:
     signer = Ed25519PrivateKey.from_private_bytes(_parse_hex_key("RECEIPT_SIGNING_KEY", seed_hex))
     active_public = _raw_public(signer.public_key())
     published = {
@@ -85,20 +86,20 @@ def _keys(seed_hex: str, retired: tuple[str, ...]) -> tuple[Ed25519PrivateKey, d
             key_id_for(public),
             PublishedKey(key_id_for(public), public.hex(), "retired", Ed25519PublicKey.from_public_bytes(public)),
         )
-    return signer, published
+    return key_id_for(active_public), signer, published
 
 
-def _current() -> tuple[Ed25519PrivateKey, dict[str, PublishedKey]]:
+def _current() -> tuple[str, Ed25519PrivateKey, dict[str, PublishedKey]]:
     seed = settings.RECEIPT_SIGNING_KEY or _seed_from_file(settings.RECEIPT_SIGNING_KEY_FILE)
     return _keys(seed, tuple(settings.RECEIPT_RETIRED_PUBLIC_KEYS))
 
 
 def signing_key() -> tuple[str, Ed25519PrivateKey]:
     """(key_id, private key) of the key that signs new receipts."""
-    signer, _ = _current()
-    return key_id_for(_raw_public(signer.public_key())), signer
+    key_id, signer, _ = _current()
+    return key_id, signer
 
 
 def published_keys() -> dict[str, PublishedKey]:
     """Every key that verifies receipts, active first, by key_id."""
-    return _current()[1]
+    return _current()[2]
