@@ -64,6 +64,7 @@ def transition(
     now: datetime,
     job: Job | None = None,
     expected_handouts: int | None = None,
+    events: list[JobEvent] | None = None,
     **fields: Any,
 ) -> bool:
     """Move a job from `expected` to `new` if, and only if, it is still in `expected`; record the event.
@@ -72,6 +73,8 @@ def transition(
     callers exactly one changes the row, on every database. `expected_handouts` narrows it to one hand-out: a job
     requeued and handed to another miner since it was read is `running` again, but not the same attempt. A caller
     holding the job's instance passes it as `job`: it then gets the written fields, so nobody reads the row back.
+    A caller moving many jobs in one transaction passes `events`: the event is added to it, and the caller writes
+    them all in one statement before the transaction ends.
     """
     if (expected, new) not in JOB_TRANSITIONS:
         raise ValueError(f"illegal job transition {expected} → {new}")
@@ -84,7 +87,11 @@ def transition(
         changed = current.update(status=new, updated_at=now, **fields)
         if changed != 1:
             return False
-        JobEvent.objects.create(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
+        event = JobEvent(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
+        if events is None:
+            event.save(force_insert=True)
+        else:
+            events.append(event)
         if job is not None:
             job.status, job.updated_at = new, now
             for name, value in fields.items():
@@ -290,6 +297,9 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
     claimed: list[Job] = []
     passed_over: set[UUID] = set()
     scanned = 0
+    # The hand-outs' events and attempts, written together at the end rather than two inserts per job.
+    events: list[JobEvent] = []
+    attempts: list[JobAttempt] = []
     with transaction.atomic():
         # Read only as many candidates as there is room for. Jobs the miner cannot take are passed over and a
         # batch as large as all read so far is read next, up to CLAIM_SCAN_LIMIT in all. The transaction (SQLite)
@@ -308,12 +318,14 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
                 skip = not _meets_requirements(miner, job.requirements) or (
                     job.pk in retried_here and _another_capable_miner_exists(miner, job.job_type, now)
                 )
-                if skip or not _start_attempt(job=job, miner=miner, now=now):
+                if skip or not _start_attempt(job=job, miner=miner, now=now, events=events, attempts=attempts):
                     passed_over.add(job.pk)
                 else:
                     claimed.append(job)
             if len(batch) < size:
                 break
+        JobEvent.objects.bulk_create(events)
+        JobAttempt.objects.bulk_create(attempts)
     if not claimed:
         return ClaimResult(reason="no_matching_jobs")
     return ClaimResult(jobs=claimed)
@@ -324,8 +336,11 @@ def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> date
     return min(now + timedelta(seconds=settings.JOB_LEASE_SECONDS), started_at + timedelta(seconds=max_runtime))
 
 
-def _start_attempt(*, job: Job, miner: Miner, now: datetime) -> bool:
-    """Hand a pending job to the miner; `job` then reads as the running hand-out. Call inside a transaction."""
+def _start_attempt(
+    *, job: Job, miner: Miner, now: datetime, events: list[JobEvent], attempts: list[JobAttempt]
+) -> bool:
+    """Hand a pending job to the miner; `job` then reads as the running hand-out. Its event and attempt row are
+    added to `events` and `attempts`, for the caller to write before its transaction ends."""
     started = transition(
         job_id=job.pk,
         expected=JobStatus.PENDING,
@@ -340,9 +355,10 @@ def _start_attempt(*, job: Job, miner: Miner, now: datetime) -> bool:
         started_at=now,
         progress=None,
         lease_expires_at=_lease_end(started_at=now, max_runtime=job.max_runtime_seconds, now=now),
+        events=events,
     )
     if started:
-        JobAttempt.objects.create(job_id=job.pk, number=job.handouts, miner=miner, started_at=now)
+        attempts.append(JobAttempt(job_id=job.pk, number=job.handouts, miner=miner, started_at=now))
     return started
 
 
