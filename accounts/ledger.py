@@ -5,6 +5,7 @@ import uuid
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from accounts.exceptions import InsufficientFunds
@@ -35,6 +36,16 @@ def account_for(*, user: User | None, kind: str) -> LedgerAccount:
         return LedgerAccount.objects.get(user=user, kind=kind)
 
 
+def accounts_for(*keys: tuple[User | None, str]) -> list[LedgerAccount]:
+    """The accounts for these (user, or None for the platform's; kind) pairs, in their order: one query, and
+    `account_for` only for an account used for the first time."""
+    wanted = Q()
+    for user, kind in keys:
+        wanted |= Q(user=user, kind=kind)
+    found = {(account.user_id, account.kind): account for account in LedgerAccount.objects.filter(wanted)}
+    return [found.get((user.pk if user else None, kind)) or account_for(user=user, kind=kind) for user, kind in keys]
+
+
 def post(
     *, reference: str, kind: str, movements: list[tuple[LedgerAccount, Decimal]], memo: str = "", actor: str = ""
 ) -> Posting | None:
@@ -57,7 +68,7 @@ def post(
         # PostgreSQL; SQLite's IMMEDIATE transaction already holds the database's one write lock. Each balance is
         # computed in Decimal and checked before any is written, then written whole: SQLite keeps decimals as
         # binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then
-        # cannot pay 0.2), while a value written from its exact decimal reads back exact.
+        # cannot pay 0.2), while a value written from its exact decimal reads back exact. One UPDATE writes them all.
         accounts = {account.pk: account for account, _ in movements}
         changes: dict[int, Decimal] = dict.fromkeys(accounts, Decimal("0"))
         for account, amount in movements:
@@ -71,8 +82,10 @@ def post(
         for account_id, change in changes.items():
             if balances[account_id] + change < 0 and accounts[account_id].kind in USER_ACCOUNT_KINDS:
                 raise InsufficientFunds(details={"account": accounts[account_id].kind, "needed": str(-change)})
-        for account_id, change in changes.items():
-            LedgerAccount.objects.filter(pk=account_id).update(balance=balances[account_id] + change)
+        new_balances = [
+            When(pk=account_id, then=Value(balances[account_id] + change)) for account_id, change in changes.items()
+        ]
+        LedgerAccount.objects.filter(pk__in=changes).update(balance=Case(*new_balances))
         LedgerEntry.objects.bulk_create(
             LedgerEntry(posting=posting, account=account, amount=amount, created_at=now)
             for account, amount in movements
@@ -82,50 +95,37 @@ def post(
 
 def hold(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Set aside part of the user's available balance (available → held)."""
+    available, held = accounts_for((user, AccountKind.AVAILABLE), (user, AccountKind.HELD))
     return post(
-        reference=reference,
-        kind=PostingKind.JOB_HOLD,
-        movements=[
-            (account_for(user=user, kind=AccountKind.AVAILABLE), -amount),
-            (account_for(user=user, kind=AccountKind.HELD), amount),
-        ],
-        memo=memo,
+        reference=reference, kind=PostingKind.JOB_HOLD, movements=[(available, -amount), (held, amount)], memo=memo
     )
 
 
 def release(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Give a hold back (held → available)."""
+    held, available = accounts_for((user, AccountKind.HELD), (user, AccountKind.AVAILABLE))
     return post(
-        reference=reference,
-        kind=PostingKind.JOB_RELEASE,
-        movements=[
-            (account_for(user=user, kind=AccountKind.HELD), -amount),
-            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
-        ],
-        memo=memo,
+        reference=reference, kind=PostingKind.JOB_RELEASE, movements=[(held, -amount), (available, amount)], memo=memo
     )
 
 
 def capture(*, payer: User, payee: User, amount: Decimal, fee: Decimal, reference: str, memo: str) -> Posting | None:
     """Pay a hold out: the fee to the platform, the rest to the payee's available balance."""
-    movements = [(account_for(user=payer, kind=AccountKind.HELD), -amount)]
+    shares = [((payer, AccountKind.HELD), -amount)]
     if fee:
-        movements.append((account_for(user=None, kind=AccountKind.PLATFORM_FEES), fee))
+        shares.append(((None, AccountKind.PLATFORM_FEES), fee))
     if amount - fee:
-        movements.append((account_for(user=payee, kind=AccountKind.AVAILABLE), amount - fee))
+        shares.append(((payee, AccountKind.AVAILABLE), amount - fee))
+    accounts = accounts_for(*(key for key, _ in shares))
+    movements = [(account, share) for account, (_, share) in zip(accounts, shares, strict=True)]
     return post(reference=reference, kind=PostingKind.JOB_CAPTURE, movements=movements, memo=memo)
 
 
 def deposit(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Credit bought AITBC (exchange deposits → user available)."""
+    deposits, available = accounts_for((None, AccountKind.EXCHANGE_DEPOSITS), (user, AccountKind.AVAILABLE))
     return post(
-        reference=reference,
-        kind=PostingKind.DEPOSIT,
-        movements=[
-            (account_for(user=None, kind=AccountKind.EXCHANGE_DEPOSITS), -amount),
-            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
-        ],
-        memo=memo,
+        reference=reference, kind=PostingKind.DEPOSIT, movements=[(deposits, -amount), (available, amount)], memo=memo
     )
 
 
@@ -133,13 +133,11 @@ def adjust(*, user: User, amount: Decimal, reason: str, operator: str, reference
     """An operator's correction of a user's available balance, positive or negative, with its reason."""
     if not reason.strip() or not operator.strip():
         raise ValidationFailed("An adjustment needs a reason and the operator's name.")
+    adjustments, available = accounts_for((None, AccountKind.ADJUSTMENTS), (user, AccountKind.AVAILABLE))
     return post(
         reference=reference or f"adjustment:{uuid.uuid4()}",
         kind=PostingKind.ADJUSTMENT,
-        movements=[
-            (account_for(user=None, kind=AccountKind.ADJUSTMENTS), -amount),
-            (account_for(user=user, kind=AccountKind.AVAILABLE), amount),
-        ],
+        movements=[(adjustments, -amount), (available, amount)],
         memo=reason,
         actor=f"operator:{operator}",
     )
