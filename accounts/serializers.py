@@ -33,8 +33,16 @@ class AmountField(serializers.CharField):
         return f"{Decimal(value):.8f}"
 
 
+class WalletAddressField(serializers.CharField):
+    """A wallet address as clients may spell it (0x…, ait1… or aitbc1… and 40 hex digits); the serializer turns it
+    into the canonical spelling, answering INVALID_ADDRESS when it is not one. The OpenAPI schema gives its pattern."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=100, **kwargs)
+
+
 class AddressSerializer(StrictSerializer):
-    address = serializers.CharField(max_length=100, help_text="0x…, ait1… or aitbc1… followed by 40 hex digits.")
+    address = WalletAddressField(help_text="0x…, ait1… or aitbc1… followed by 40 hex digits.")
 
     def validate_address(self, value: str) -> str:
         return canonical_address(value)
@@ -49,11 +57,14 @@ class ChallengeSerializer(serializers.Serializer):
 
 class LoginSerializer(AddressSerializer):
     nonce = serializers.CharField(max_length=64)
-    signature = serializers.CharField(max_length=132, help_text="0x + 130 hex: r, s and v (0, 1, 27 or 28).")
+    signature = serializers.RegexField(
+        _SIGNATURE,
+        max_length=132,
+        error_messages={"invalid": "Must be 0x followed by 130 hex digits (65 bytes)."},
+        help_text="0x + 130 hex: r, s and v (0, 1, 27 or 28).",
+    )
 
     def validate_signature(self, value: str) -> bytes:
-        if not _SIGNATURE.match(value):
-            raise serializers.ValidationError("Must be 0x followed by 130 hex digits (65 bytes).")
         raw = bytes.fromhex(value[2:])
         if raw[64] not in (0, 1, 27, 28):
             raise serializers.ValidationError("The recovery byte v must be 0, 1, 27 or 28.")

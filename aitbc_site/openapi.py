@@ -3,7 +3,8 @@
 from typing import Any
 
 import uritemplate
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import force_instance, is_list_serializer, is_serializer
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -104,3 +105,29 @@ class SessionTokenAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "apiKey", "in": "header", "name": "X-Session-Token"}
+
+
+# Request fields whose values the API checks beyond their type: their patterns and values in the schema, so clients
+# (and generated tests) know what is accepted. The fields' own validation is unchanged.
+
+
+class AmountFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "accounts.serializers.AmountField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        sign = "" if self.target.positive else "-?"
+        return {"type": "string", "pattern": rf"^{sign}\d{{1,16}}(\.\d{{1,8}})?$"}
+
+
+class WalletAddressFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "accounts.serializers.WalletAddressField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^(0x|ait1|aitbc1)[0-9a-fA-F]{40}$"}
+
+
+class JobTypeFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "miners.serializers.JobTypeField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "string", "enum": list(settings.JOB_TYPES)}

@@ -248,6 +248,7 @@ SPECTACULAR_SETTINGS = {
         "PublishedKeyStatusEnum": ["active", "retired"],
         "ApiKeyRoleEnum": "accounts.models.ApiKeyRole.choices",
         "IssuableApiKeyRoleEnum": ["client", "miner"],
+        "JobTypeEnum": JOB_TYPES,
     },
 }
 

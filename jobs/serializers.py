@@ -11,7 +11,7 @@ from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.selectors import effective_status
 from miners.exceptions import MinerNotFound
-from miners.serializers import validate_job_types
+from miners.serializers import JobTypeField, validate_job_types
 from receipts.serializers import ReceiptSerializer, validate_canonicalizable
 
 
@@ -28,7 +28,7 @@ class JobRequirementsSerializer(StrictSerializer):
 
 
 class JobCreateSerializer(StrictSerializer):
-    job_type = serializers.CharField(max_length=64, help_text="One of the configured JOB_TYPES.")
+    job_type = JobTypeField(help_text="One of the configured JOB_TYPES.")
     parameters = JSONObjectField(help_text="Input for the job, passed to the miner as is.")
     requirements = JobRequirementsSerializer(required=False)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=0, help_text="9 is handed out first.")

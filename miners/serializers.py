@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.addresses import canonical_address
+from accounts.serializers import WalletAddressField
 from aitbc_site.exceptions import InvalidJobType
 from aitbc_site.strict import ObjectIdField, StrictSerializer
 from miners.exceptions import MinerNotFound
@@ -22,6 +23,14 @@ def validate_job_types(job_types: list[str]) -> list[str]:
     return list(dict.fromkeys(job_types))
 
 
+class JobTypeField(serializers.CharField):
+    """The name of a job type; `validate_job_types` checks it is configured (INVALID_JOB_TYPE), and the OpenAPI
+    schema lists the configured ones."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=64, **kwargs)
+
+
 class MinerResourcesSerializer(StrictSerializer):
     gpu_model = serializers.CharField(max_length=200, required=False)
     gpu_memory_gb = serializers.FloatField(min_value=0, max_value=1_000_000, required=False)
@@ -33,12 +42,10 @@ class MinerRegisterSerializer(StrictSerializer):
     miner_id = ObjectIdField(
         not_found=MinerNotFound, required=False, help_text="Update this earlier registration instead."
     )
-    address = serializers.CharField(
-        max_length=100, help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…)."
-    )
+    address = WalletAddressField(help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
     endpoint = serializers.URLField(max_length=500, required=False, allow_null=True)
     capabilities = serializers.ListField(
-        child=serializers.CharField(max_length=64), min_length=1, max_length=64, help_text="Job types it can run."
+        child=JobTypeField(), min_length=1, max_length=64, help_text="Job types it can run."
     )
     resources = MinerResourcesSerializer(required=False)
     max_concurrent_jobs = serializers.IntegerField(min_value=1, max_value=64, default=1)
