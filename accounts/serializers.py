@@ -34,18 +34,18 @@ class AmountField(serializers.CharField):
 
 
 class WalletAddressField(serializers.CharField):
-    """A wallet address as clients may spell it (0x…, ait1… or aitbc1… and 40 hex digits); the serializer turns it
-    into the canonical spelling, answering INVALID_ADDRESS when it is not one. The OpenAPI schema gives its pattern."""
+    """A wallet address as clients may spell it (0x…, ait1… or aitbc1… and 40 hex digits), read as its canonical
+    spelling; anything else is 400 INVALID_ADDRESS. The OpenAPI schema gives its pattern."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=100, **kwargs)
 
+    def to_internal_value(self, data: Any) -> str:
+        return canonical_address(super().to_internal_value(data))
+
 
 class AddressSerializer(StrictSerializer):
     address = WalletAddressField(help_text="0x…, ait1… or aitbc1… followed by 40 hex digits.")
-
-    def validate_address(self, value: str) -> str:
-        return canonical_address(value)
 
 
 class ChallengeSerializer(serializers.Serializer):

@@ -4,7 +4,6 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.addresses import canonical_address
 from accounts.serializers import WalletAddressField
 from aitbc_site.exceptions import InvalidJobType
 from aitbc_site.strict import ObjectIdField, StrictSerializer
@@ -49,9 +48,6 @@ class MinerRegisterSerializer(StrictSerializer):
     )
     resources = MinerResourcesSerializer(required=False)
     max_concurrent_jobs = serializers.IntegerField(min_value=1, max_value=64, default=1)
-
-    def validate_address(self, value: str) -> str:
-        return canonical_address(value)
 
     def validate_capabilities(self, value: list[str]) -> list[str]:
         return validate_job_types(value)
