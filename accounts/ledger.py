@@ -39,6 +39,8 @@ def account_for(*, user: User | None, kind: str) -> LedgerAccount:
 def accounts_for(*keys: tuple[User | None, str]) -> list[LedgerAccount]:
     """The accounts for these (user, or None for the platform's; kind) pairs, in their order: one query, and
     `account_for` only for an account used for the first time."""
+    if not keys:
+        return []  # An empty Q() would match every account.
     wanted = Q()
     for user, kind in keys:
         wanted |= Q(user=user, kind=kind)

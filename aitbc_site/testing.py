@@ -48,7 +48,7 @@ def run_concurrently(*works: Callable[[], object], timeout: float = 120) -> None
     for thread in threads:
         thread.join(timeout=timeout)
     assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    assert errors == [], errors
 
 
 def free_port() -> int:

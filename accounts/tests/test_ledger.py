@@ -315,8 +315,10 @@ def test_a_capture_whose_fee_is_the_whole_amount_pays_only_the_platform(alice: U
 @pytest.mark.django_db(transaction=True)
 def test_holds_and_releases_of_one_user_at_once_never_deadlock() -> None:
     alice = wallet_user_for(address=ALICE)
-    fund(alice, "100")
-    ledger.hold(user=alice, amount=Decimal("50"), reference="seed-hold", memo="")
+    # Enough on both sides for any interleaving: one thread may well finish before the other starts (SQLite's busy
+    # handler lets a waiting writer sleep while the other commits again and again).
+    fund(alice, "120")
+    ledger.hold(user=alice, amount=Decimal("60"), reference="seed-hold", memo="")
 
     def repeatedly(move: Callable[..., object], prefix: str) -> Callable[[], None]:
         def run() -> None:
@@ -327,7 +329,7 @@ def test_holds_and_releases_of_one_user_at_once_never_deadlock() -> None:
 
     run_concurrently(repeatedly(ledger.hold, "hold"), repeatedly(ledger.release, "release"))
 
-    assert (available(alice), held(alice)) == (Decimal("50"), Decimal("50"))
+    assert (available(alice), held(alice)) == (Decimal("60"), Decimal("60"))
     assert_books_sound()
 
 
