@@ -201,7 +201,7 @@ def test_every_key_of_a_user_speaks_for_that_user(client_api: APIClient) -> None
 
 def test_keys_are_stored_only_as_their_sha256(client_api: APIClient) -> None:
     raw_key = client_api.raw_key  # type: ignore[attr-defined]
-    secret_part = raw_key.rsplit("_", 1)[1]
+    secret_part = raw_key.split("_", 2)[2]  # KEY_PREFIX, the lookup prefix, then the secret (which may hold "_")
     stored = api_key_of(client_api)
 
     assert stored.key_hash == hashlib.sha256(raw_key.encode()).hexdigest()
