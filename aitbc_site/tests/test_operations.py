@@ -803,3 +803,47 @@ def test_nginx_never_retries_a_job_hand_out_or_a_post_on_another_node(live_datab
     assert served("POST", "/v1/client/jobs", "201") == answers["post"].count(201)
     report(f"nginx with a node that hangs up: polls {Counter(answers['poll'])}, posts {Counter(answers['post'])}, "
            f"reads {Counter(answers['read'])}; the dead node received {dict(reached_hole)}")
+
+
+def test_nginx_answers_its_own_errors_in_the_api_envelope(tmp_path: Path) -> None:
+    # Nothing listens on the only app node, so every proxied request meets a refused connection.
+    with running_nginx(tmp_path, upstreams=[f"127.0.0.1:{free_port()}"]) as (https_url, _), _tls_client() as http:
+        answers = {
+            "outside /api/": http.get(f"{https_url}/elsewhere"),
+            "an error page itself": http.get(f"{https_url}/__aitbc_errors/502"),
+            "no node reachable": http.get(f"{https_url}/api/v1/client/jobs"),
+            "body over 2m": http.post(f"{https_url}/api/v1/client/jobs", content=b"x" * (3 * 1024 * 1024)),
+            "request line over 8k": http.get(f"{https_url}/api/v1/client/jobs?limit={'1' * 9000}"),
+            "header over 8k": http.get(f"{https_url}/api/v1/client/jobs", headers={"X-Filler": "x" * 9000}),
+        }
+        malformed = raw_tls_exchange(https_url, b"GET /api/v1/client/jobs HTTP/1.1\r\n\r\n")
+
+    expected = {
+        "outside /api/": (404, "NOT_FOUND"),
+        "an error page itself": (404, "NOT_FOUND"),
+        "no node reachable": (502, "UPSTREAM_UNAVAILABLE"),
+        "body over 2m": (413, "PAYLOAD_TOO_LARGE"),
+        "request line over 8k": (414, "URI_TOO_LONG"),
+        "header over 8k": (431, "HEADERS_TOO_LARGE"),
+    }
+    for case, (status, code) in expected.items():
+        response = answers[case]
+        assert response.status_code == status, (case, response.text)
+        assert response.headers["Content-Type"] == "application/json", case
+        assert response.json()["error"]["code"] == code, case
+    status_line, _, body = malformed.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", malformed
+    assert b'"code":"MALFORMED_REQUEST"' in body
+
+
+def raw_tls_exchange(https_url: str, request: bytes) -> bytes:
+    """Sends bytes no HTTP client library would send over TLS, and reads the answer until nginx closes."""
+    port = int(https_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain, _tls_context().wrap_socket(
+        plain, server_hostname="127.0.0.1"
+    ) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
