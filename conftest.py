@@ -1,6 +1,7 @@
 """One shared world for the suite: two clients, two miners' keys, an admin key, and helpers to call the API."""
 
 import secrets
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ from aitbc_site.testing import run_manage
 
 ADDRESS = "ait1" + "ab" * 20
 OTHER_ADDRESS = "ait1" + "cd" * 20
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each run its own rate-limit counters: two runs at once on one machine (a developer's and CI's, say) would
+    # otherwise count each other's requests in one diskcache directory and answer each other's tests 429.
+    if settings.CACHES["default"]["BACKEND"] == "aitbc_site.cache.PersistentDiskCache":
+        directory = tempfile.mkdtemp(prefix="aitbc-test-cache-")
+        settings.CACHES["default"]["LOCATION"] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")
