@@ -21,7 +21,7 @@ def effective_status(job: Job) -> str:
 def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     """The caller's own job; another owner's job, or a malformed id, is JOB_NOT_FOUND."""
     try:
-        return Job.objects.get(pk=job_id, client=client)
+        return Job.objects.get(pk=job_id, client_id=client.pk)
     except (Job.DoesNotExist, ValueError, ValidationError):
         raise JobNotFound() from None
 

@@ -289,7 +289,7 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
     if miner.status == MinerStatus.DRAINING:
         return ClaimResult(reason="draining")
     recover_expired_leases(now=now, batch=LEASE_RECOVERY_BATCH)
-    running = Job.objects.filter(miner=miner, status=JobStatus.RUNNING).count()
+    running = Job.objects.filter(miner_id=miner.pk, status=JobStatus.RUNNING).count()
     capacity = min(limit, miner.max_concurrent_jobs - running)
     if capacity <= 0:
         return ClaimResult(reason="at_capacity")
@@ -601,7 +601,7 @@ def _judge_result(
     """Decide whether this miner's result counts: (job, its attempt, whether this is a replay of a recorded post)."""
     try:
         # The miner's latest attempt at the job, and the job with it, in one read.
-        attempts = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner=miner)
+        attempts = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner_id=miner.pk)
         attempt = attempts.order_by("-number").first()
         if attempt is None:
             raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()

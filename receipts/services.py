@@ -42,7 +42,9 @@ def receipt_issue(
             # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in
             # parallel. (SQLite has no row locks: its immediate transactions already serialise all writers.)
             Miner.objects.select_for_update().filter(pk=miner.pk).values_list("pk", flat=True).get()
-        previous = Receipt.objects.filter(miner=miner).order_by("-sequence").values("sequence", "document_hash").first()
+        previous = (
+            Receipt.objects.filter(miner_id=miner.pk).order_by("-sequence").values("sequence", "document_hash").first()
+        )
         key_id, signer = signing_key()
         now = timezone.now()
         receipt_id = uuid.uuid4()
