@@ -1,5 +1,6 @@
 """One shared world for the suite: two clients, two miners' keys, an admin key, and helpers to call the API."""
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -23,12 +24,14 @@ OTHER_ADDRESS = "ait1" + "cd" * 20
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Each run its own rate-limit counters: two runs at once on one machine (a developer's and CI's, say) would
-    # otherwise count each other's requests in one diskcache directory and answer each other's tests 429.
+    # Each run its own cache directory (rate-limit counters): two runs at once on one machine (a developer's and
+    # CI's, say) would otherwise count each other's requests and answer each other's tests 429. The environment
+    # carries it to the commands and servers tests start, which would otherwise use the project's data/cache.
+    directory = tempfile.mkdtemp(prefix="aitbc-test-cache-")
+    os.environ["CACHE_DIR"] = directory
     if settings.CACHES["default"]["BACKEND"] == "aitbc_site.cache.PersistentDiskCache":
-        directory = tempfile.mkdtemp(prefix="aitbc-test-cache-")
         settings.CACHES["default"]["LOCATION"] = directory
-        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +151,6 @@ def live_database_url(tmp_path: Path) -> Iterator[str]:
 
 
 def live_env(database_url: str, **overrides: str) -> dict[str, str]:
-    import os
-
     return {
         **os.environ,
         "DATABASE_URL": database_url,
