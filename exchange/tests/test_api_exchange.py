@@ -250,6 +250,9 @@ OUT_OF_RANGE = {
     "btc above EXCHANGE_MAX_BTC": {"btc_amount": "1.00000001"},
     "aitbc worth less than EXCHANGE_MIN_BTC": {"aitbc_amount": "0.999"},
     "aitbc worth more than EXCHANGE_MAX_BTC": {"aitbc_amount": "100000.00000001"},
+    # The largest the fields take: beyond Decimal's 28 digits once rounded to 8 places (a 500 the fuzzer found).
+    "btc of 16 integer digits": {"btc_amount": "1803989005087099"},
+    "aitbc of 16 integer digits": {"aitbc_amount": "9999999999999999.99999999"},
 }
 
 
