@@ -33,6 +33,8 @@ _PARSE_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
 
 
 def envelope_response(status: int, reason: str, code: str, message: str) -> bytes:
+    # The body `exception_handler.error_body` makes, written here because gunicorn loads this class before the
+    # application: importing DRF (and so Django's settings) this early is not ours to do.
     body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"

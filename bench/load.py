@@ -366,10 +366,11 @@ def read_back_thread(
 
 
 def run_benchmark(options: Options) -> dict[str, Any]:
+    # Wallet logins and funding (--billed) come before the clock starts: they are set-up, not load.
+    credentials = client_credentials(options)
     started = time.monotonic()
     deadline = started + options.timeout
     submit_until = started + options.duration if options.duration is not None else deadline
-    credentials = client_credentials(options)
     run = Run(jobs=options.jobs, submit_until=submit_until)
     ready = threading.Barrier(options.miners + 1)
     miner_recorders = [Recorder() for _ in range(options.miners)]

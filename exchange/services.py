@@ -71,7 +71,7 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
             details={"btc_amount": f"{unrounded_btc:.8f}"},
         )
     if aitbc_amount is not None:
-        btc_amount = ledger.quantize_up(aitbc_amount / rate)
+        btc_amount = ledger.quantize_up(unrounded_btc)
     else:
         aitbc_amount = ledger.quantize_down(btc_amount * rate)
     if aitbc_amount <= 0:
