@@ -1,0 +1,120 @@
+"""The hand-written statements store and read back exactly what the ORM does, on SQLite and on PostgreSQL."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from accounts.models import Posting, PostingKind
+from aitbc_site import statements
+from jobs.models import Job, JobStatus
+from jobs.tests.factories import make_job, make_miner, make_user
+
+pytestmark = pytest.mark.django_db
+
+JOBS = statements.Columns(Job, alias="j")
+
+
+def every_field(job: Job) -> dict[str, object]:
+    return {field.attname: getattr(job, field.attname) for field in Job._meta.concrete_fields}
+
+
+def read_back(job_id: object) -> Job:
+    row = statements.fetch_one(
+        f"SELECT {JOBS.sql} FROM {statements.table(Job)} j WHERE j.{statements.column(Job, 'id')} = %s",
+        [statements.db_value(Job, "id", job_id)],
+    )
+    assert row is not None
+    return JOBS.load(row)
+
+
+def a_job_with_every_kind_of_value() -> Job:
+    now = timezone.now()
+    return Job(
+        client=make_user(),
+        job_type="llm_inference",
+        parameters={"prompt": "ünïcode ✓", "nested": {"list": [1, 2.5, None, True]}},
+        requirements={"min_gpu_memory_gb": 24},
+        req_min_gpu_memory_gb=24.0,
+        req_gpu_model=None,
+        priority=7,
+        status=JobStatus.PENDING,
+        max_attempts=3,
+        max_runtime_seconds=600,
+        created_at=now,
+        updated_at=now,
+        not_before=now,
+        expires_at=now + timedelta(hours=1),
+        price=Decimal("12.34567891"),
+        billed=True,
+        idempotency_key="key-1",
+        idempotency_request={"job_type": "llm_inference"},
+    )
+
+
+def test_a_row_inserted_by_hand_reads_back_through_the_orm_unchanged() -> None:
+    job = a_job_with_every_kind_of_value()
+
+    statements.insert([job])
+
+    assert every_field(Job.objects.get(pk=job.pk)) == every_field(job)
+    assert not job._state.adding
+
+
+def test_a_row_read_by_hand_equals_the_one_the_orm_reads() -> None:
+    job = make_job(miner=make_miner(), status=JobStatus.RUNNING, result={"text": "hi"}, price=Decimal("0.1"))
+
+    loaded = read_back(job.pk)
+
+    assert every_field(loaded) == every_field(Job.objects.get(pk=job.pk))
+    assert model_to_dict(loaded) == model_to_dict(Job.objects.get(pk=job.pk))
+
+
+def test_some_columns_make_an_instance_with_the_rest_deferred() -> None:
+    job = make_job()
+    columns = statements.Columns(Job, ("status", "id"), alias="j")
+
+    row = statements.fetch_one(
+        f"SELECT {columns.sql} FROM {statements.table(Job)} j WHERE j.{statements.column(Job, 'id')} = %s",
+        [statements.db_value(Job, "id", job.pk)],
+    )
+    loaded = columns.load(row)
+
+    assert (loaded.pk, loaded.status) == (job.pk, JobStatus.PENDING)
+    assert loaded.get_deferred_fields() >= {"parameters", "client_id", "created_at"}
+
+
+def test_update_changes_only_rows_matching_every_condition_and_none_means_is_null() -> None:
+    miner = make_miner()
+    job = make_job()
+    now = timezone.now()
+
+    assert statements.update(Job, where={"id": job.pk, "status": JobStatus.RUNNING}, values={"priority": 9}) == 0
+    assert statements.update(Job, where={"id": job.pk, "miner": None}, values={"miner": miner, "started_at": now}) == 1
+    assert statements.update(Job, where={"id": job.pk, "miner": None}, values={"priority": 9}) == 0
+
+    job.refresh_from_db()
+    assert (job.miner_id, job.started_at, job.priority) == (miner.pk, now, 0)
+
+
+def test_a_json_null_and_sql_null_stay_apart() -> None:
+    job = make_job(result={"kept": True})
+
+    statements.update(Job, where={"id": job.pk}, values={"result": None, "parameters": {"x": None}})
+
+    job.refresh_from_db()
+    assert (job.result, job.parameters) == (None, {"x": None})
+
+
+def test_insert_returning_pk_numbers_the_row_and_a_conflict_inserts_nothing() -> None:
+    now = timezone.now()
+    first = Posting(reference="ref-1", kind=PostingKind.DEPOSIT, created_at=now)
+    again = Posting(reference="ref-1", kind=PostingKind.ADJUSTMENT, created_at=now)
+
+    assert statements.insert_returning_pk(first, on_conflict_do_nothing=("reference",)) is True
+    assert statements.insert_returning_pk(again, on_conflict_do_nothing=("reference",)) is False
+
+    assert first.pk is not None and again.pk is None
+    assert list(Posting.objects.values_list("pk", "kind")) == [(first.pk, PostingKind.DEPOSIT)]
