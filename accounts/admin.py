@@ -165,7 +165,7 @@ class UserAdmin(BaseUserAdmin):
         for user in queryset:
             try:
                 posting = ledger.adjust(
-                    user=user, amount=amount, reason=reason, operator=operator,
+                    user_id=user.pk, amount=amount, reason=reason, operator=operator,
                     reference=f"adjustment:{reference}:{user.pk}",
                 )
             except ApplicationError as error:

@@ -3,13 +3,16 @@
 
 import uuid
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from functools import cache
+from typing import Any
+from uuid import UUID
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Q, Value, When
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.exceptions import InsufficientFunds
-from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind, User
+from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind
+from aitbc_site import statements
 from aitbc_site.exceptions import ValidationFailed
 
 QUANTUM = Decimal("0.00000001")
@@ -23,33 +26,71 @@ def quantize_up(amount: Decimal) -> Decimal:
     return amount.quantize(QUANTUM, rounding=ROUND_UP)
 
 
-def account_for(*, user: User | None, kind: str) -> LedgerAccount:
+# An account by its owner's user id (None: the platform's) and its kind.
+AccountKey = tuple[UUID | None, str]
+
+
+def account_for(*, user_id: UUID | None, kind: str) -> LedgerAccount:
     """The account of this kind for a user (None: the platform's), created on first use."""
-    account = LedgerAccount.objects.filter(user=user, kind=kind).first()
+    account = LedgerAccount.objects.filter(user_id=user_id, kind=kind).first()
     if account is not None:
         return account
     try:
         with transaction.atomic():
-            return LedgerAccount.objects.create(user=user, kind=kind)
+            return LedgerAccount.objects.create(user_id=user_id, kind=kind)
     except IntegrityError:
         # Created concurrently by another request.
-        return LedgerAccount.objects.get(user=user, kind=kind)
+        return LedgerAccount.objects.get(user_id=user_id, kind=kind)
 
 
-def accounts_for(*keys: tuple[User | None, str]) -> list[LedgerAccount]:
-    """The accounts for these (user, or None for the platform's; kind) pairs, in their order: one query, and
-    `account_for` only for an account used for the first time."""
-    if not keys:
-        return []  # An empty Q() would match every account.
-    wanted = Q()
-    for user, kind in keys:
-        wanted |= Q(user=user, kind=kind)
-    found = {(account.user_id, account.kind): account for account in LedgerAccount.objects.filter(wanted)}
-    return [found.get((user.pk if user else None, kind)) or account_for(user=user, kind=kind) for user, kind in keys]
+_ACCOUNT_COLUMNS = statements.Columns(LedgerAccount, ("id", "user", "kind", "balance"), alias="a")
+
+
+def _lock_accounts(keys: list[AccountKey]) -> dict[AccountKey, LedgerAccount]:
+    """The accounts for these keys, found and locked in one statement (created first if new).
+
+    They are locked in id order, so two postings over the same accounts (a hold and a release of one user) always
+    lock them in the same order and never deadlock on PostgreSQL; SQLite's IMMEDIATE transaction already holds the
+    database's one write lock."""
+    user_column, kind_column = statements.column(LedgerAccount, "user"), statements.column(LedgerAccount, "kind")
+    conditions, params = [], []
+    for user_id, kind in keys:
+        if user_id is None:
+            conditions.append(f"(a.{user_column} IS NULL AND a.{kind_column} = %s)")
+        else:
+            conditions.append(f"(a.{user_column} = %s AND a.{kind_column} = %s)")
+            params.append(statements.db_value(LedgerAccount, "user", user_id))
+        params.append(kind)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {_ACCOUNT_COLUMNS.sql} FROM {statements.table(LedgerAccount)} a WHERE {' OR '.join(conditions)}"
+        f" ORDER BY a.{statements.column(LedgerAccount, 'id')}{lock}"
+    )
+    found = {
+        (account.user_id, account.kind): account
+        for account in map(_ACCOUNT_COLUMNS.load, statements.fetch_all(sql, params))
+    }
+    if len(found) < len(set(keys)):
+        for user_id, kind in keys:
+            if (user_id, kind) not in found:
+                account_for(user_id=user_id, kind=kind)
+        return _lock_accounts(keys)
+    return found
+
+
+@cache
+def _new_balances_sql(accounts: int) -> str:
+    """UPDATE `accounts` balances at once: CASE id WHEN %s THEN %s …, WHERE id IN (…)."""
+    id_column = statements.column(LedgerAccount, "id")
+    cases = " ".join(["WHEN %s THEN %s"] * accounts)
+    return (
+        f"UPDATE {statements.table(LedgerAccount)} SET {statements.column(LedgerAccount, 'balance')} ="
+        f" CASE {id_column} {cases} END WHERE {id_column} IN ({', '.join(['%s'] * accounts)})"
+    )
 
 
 def post(
-    *, reference: str, kind: str, movements: list[tuple[LedgerAccount, Decimal]], memo: str = "", actor: str = ""
+    *, reference: str, kind: str, movements: list[tuple[AccountKey, Decimal]], memo: str = "", actor: str = ""
 ) -> Posting | None:
     """Apply a balanced posting once. Returns None, changing nothing, if `reference` was posted before.
 
@@ -60,86 +101,73 @@ def post(
         raise ValueError(f"unbalanced or malformed posting {reference}: {amounts}")
     now = timezone.now()
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                posting = Posting.objects.create(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
-        except IntegrityError:
+        posting = Posting(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
+        if not statements.insert_returning_pk(posting, on_conflict_do_nothing=("reference",)):
             return None
-        # All the posting's balances are locked in one statement, in id order, so two postings over the same
-        # accounts (a hold and a release of one user) always lock them in the same order and never deadlock on
-        # PostgreSQL; SQLite's IMMEDIATE transaction already holds the database's one write lock. Each balance is
-        # computed in Decimal and checked before any is written, then written whole: SQLite keeps decimals as
-        # binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then
-        # cannot pay 0.2), while a value written from its exact decimal reads back exact. One UPDATE writes them all.
-        accounts = {account.pk: account for account, _ in movements}
-        changes: dict[int, Decimal] = dict.fromkeys(accounts, Decimal("0"))
-        for account, amount in movements:
-            changes[account.pk] += amount
-        balances = dict(
-            LedgerAccount.objects.select_for_update()
-            .filter(pk__in=accounts)
-            .order_by("pk")
-            .values_list("pk", "balance")
-        )
+        accounts = _lock_accounts([key for key, _ in movements])
+        changes: dict[int, Decimal] = {}
+        for key, amount in movements:
+            changes[accounts[key].pk] = changes.get(accounts[key].pk, Decimal("0")) + amount
+        # Each balance is computed in Decimal and checked before any is written, then written whole: SQLite keeps
+        # decimals as binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998,
+        # which then cannot pay 0.2), while a value written from its exact decimal reads back exact.
+        by_id = {account.pk: account for account in accounts.values()}
+        params: list[Any] = []
         for account_id, change in changes.items():
-            if balances[account_id] + change < 0 and accounts[account_id].kind in USER_ACCOUNT_KINDS:
-                raise InsufficientFunds(details={"account": accounts[account_id].kind, "needed": str(-change)})
-        new_balances = [
-            When(pk=account_id, then=Value(balances[account_id] + change)) for account_id, change in changes.items()
-        ]
-        LedgerAccount.objects.filter(pk__in=changes).update(balance=Case(*new_balances))
-        LedgerEntry.objects.bulk_create(
-            LedgerEntry(posting=posting, account=account, amount=amount, created_at=now)
-            for account, amount in movements
+            account = by_id[account_id]
+            if account.balance + change < 0 and account.kind in USER_ACCOUNT_KINDS:
+                raise InsufficientFunds(details={"account": account.kind, "needed": str(-change)})
+            params += [account_id, statements.db_value(LedgerAccount, "balance", account.balance + change)]
+        statements.execute(_new_balances_sql(len(changes)), params + list(changes))
+        statements.insert(
+            [
+                LedgerEntry(posting=posting, account=accounts[key], amount=amount, created_at=now)
+                for key, amount in movements
+            ]
         )
     return posting
 
 
-def hold(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+def hold(*, user_id: UUID, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Set aside part of the user's available balance (available → held)."""
-    available, held = accounts_for((user, AccountKind.AVAILABLE), (user, AccountKind.HELD))
-    return post(
-        reference=reference, kind=PostingKind.JOB_HOLD, movements=[(available, -amount), (held, amount)], memo=memo
-    )
+    movements = [((user_id, AccountKind.AVAILABLE), -amount), ((user_id, AccountKind.HELD), amount)]
+    return post(reference=reference, kind=PostingKind.JOB_HOLD, movements=movements, memo=memo)
 
 
-def release(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+def release(*, user_id: UUID, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Give a hold back (held → available)."""
-    held, available = accounts_for((user, AccountKind.HELD), (user, AccountKind.AVAILABLE))
-    return post(
-        reference=reference, kind=PostingKind.JOB_RELEASE, movements=[(held, -amount), (available, amount)], memo=memo
-    )
+    movements = [((user_id, AccountKind.HELD), -amount), ((user_id, AccountKind.AVAILABLE), amount)]
+    return post(reference=reference, kind=PostingKind.JOB_RELEASE, movements=movements, memo=memo)
 
 
-def capture(*, payer: User, payee: User, amount: Decimal, fee: Decimal, reference: str, memo: str) -> Posting | None:
+def capture(
+    *, payer_id: UUID, payee_id: UUID, amount: Decimal, fee: Decimal, reference: str, memo: str
+) -> Posting | None:
     """Pay a hold out: the fee to the platform, the rest to the payee's available balance."""
-    shares = [((payer, AccountKind.HELD), -amount)]
+    movements: list[tuple[AccountKey, Decimal]] = [((payer_id, AccountKind.HELD), -amount)]
     if fee:
-        shares.append(((None, AccountKind.PLATFORM_FEES), fee))
+        movements.append(((None, AccountKind.PLATFORM_FEES), fee))
     if amount - fee:
-        shares.append(((payee, AccountKind.AVAILABLE), amount - fee))
-    accounts = accounts_for(*(key for key, _ in shares))
-    movements = [(account, share) for account, (_, share) in zip(accounts, shares, strict=True)]
+        movements.append(((payee_id, AccountKind.AVAILABLE), amount - fee))
     return post(reference=reference, kind=PostingKind.JOB_CAPTURE, movements=movements, memo=memo)
 
 
-def deposit(*, user: User, amount: Decimal, reference: str, memo: str) -> Posting | None:
+def deposit(*, user_id: UUID, amount: Decimal, reference: str, memo: str) -> Posting | None:
     """Credit bought AITBC (exchange deposits → user available)."""
-    deposits, available = accounts_for((None, AccountKind.EXCHANGE_DEPOSITS), (user, AccountKind.AVAILABLE))
-    return post(
-        reference=reference, kind=PostingKind.DEPOSIT, movements=[(deposits, -amount), (available, amount)], memo=memo
-    )
+    movements = [((None, AccountKind.EXCHANGE_DEPOSITS), -amount), ((user_id, AccountKind.AVAILABLE), amount)]
+    return post(reference=reference, kind=PostingKind.DEPOSIT, movements=movements, memo=memo)
 
 
-def adjust(*, user: User, amount: Decimal, reason: str, operator: str, reference: str | None = None) -> Posting | None:
+def adjust(
+    *, user_id: UUID, amount: Decimal, reason: str, operator: str, reference: str | None = None
+) -> Posting | None:
     """An operator's correction of a user's available balance, positive or negative, with its reason."""
     if not reason.strip() or not operator.strip():
         raise ValidationFailed("An adjustment needs a reason and the operator's name.")
-    adjustments, available = accounts_for((None, AccountKind.ADJUSTMENTS), (user, AccountKind.AVAILABLE))
     return post(
         reference=reference or f"adjustment:{uuid.uuid4()}",
         kind=PostingKind.ADJUSTMENT,
-        movements=[(adjustments, -amount), (available, amount)],
+        movements=[((None, AccountKind.ADJUSTMENTS), -amount), ((user_id, AccountKind.AVAILABLE), amount)],
         memo=reason,
         actor=f"operator:{operator}",
     )

@@ -84,7 +84,7 @@ def fund_wallets(addresses: list[str], amount: str) -> None:
 
     for address in addresses:
         ledger.deposit(
-            user=wallet_user_for(address=canonical_address(address)),
+            user_id=wallet_user_for(address=canonical_address(address)).pk,
             amount=Decimal(amount),
             reference=f"bench:{address}",
             memo="benchmark funds",

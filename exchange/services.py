@@ -194,7 +194,7 @@ def _credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, *
         ):
             return False
         ledger.deposit(
-            user=payment.user,
+            user_id=payment.user_id,
             amount=credited,
             reference=f"exchange-payment:{payment.pk}",
             memo=f"{received} BTC at {payment.rate}{paid_by}{confirmed_by}",

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from functools import cache
 from uuid import UUID
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from aitbc_site import statements
 from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobEvent, JobStatus, JobTypePrice
 
@@ -18,12 +20,26 @@ def effective_status(job: Job) -> str:
     return job.status
 
 
+# A whole job in hand-written SELECTs of the hot path, under the alias `j`.
+JOB_COLUMNS = statements.Columns(Job, alias="j")
+
+
+@cache
+def _client_job_sql() -> str:
+    j_id, j_client = statements.column(Job, "id"), statements.column(Job, "client")
+    return f"SELECT {JOB_COLUMNS.sql} FROM {statements.table(Job)} j WHERE j.{j_id} = %s AND j.{j_client} = %s"
+
+
 def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     """The caller's own job; another owner's job, or a malformed id, is JOB_NOT_FOUND."""
     try:
-        return Job.objects.get(pk=job_id, client_id=client.pk)
-    except (Job.DoesNotExist, ValueError, ValidationError):
+        params = [statements.db_value(Job, "id", job_id), statements.db_value(Job, "client", client.pk)]
+    except (ValueError, ValidationError):
         raise JobNotFound() from None
+    row = statements.fetch_one(_client_job_sql(), params)
+    if row is None:
+        raise JobNotFound()
+    return JOB_COLUMNS.load(row)
 
 
 def jobs_for_client(*, client: User, status: str | None = None, job_type: str | None = None) -> QuerySet[Job]:
@@ -60,8 +76,19 @@ def job_type_prices() -> list[JobTypePrice]:
     return [stored[job_type] for job_type in settings.JOB_TYPES]
 
 
+_PRICE_COLUMNS = statements.Columns(JobTypePrice, ("job_type", "price"), alias="p")
+
+
+@cache
+def _price_sql() -> str:
+    return (
+        f"SELECT {_PRICE_COLUMNS.sql} FROM {statements.table(JobTypePrice)} p"
+        f" WHERE p.{statements.column(JobTypePrice, 'job_type')} = %s"
+    )
+
+
 def job_type_price(*, job_type: str) -> Decimal:
-    stored = JobTypePrice.objects.filter(job_type=job_type).values_list("price", flat=True).first()
-    if stored is not None:
-        return stored
+    row = statements.fetch_one(_price_sql(), [statements.db_value(JobTypePrice, "job_type", job_type)])
+    if row is not None:
+        return _PRICE_COLUMNS.load(row).price
     return next(price.price for price in job_type_prices() if price.job_type == job_type)

@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import User
 from accounts.services import wallet_user_for
+from aitbc_site import statements
 from jobs.exceptions import (
     IdempotencyKeyReused,
     InvalidJobState,
@@ -30,8 +32,9 @@ from jobs.exceptions import (
     PriceAboveMax,
 )
 from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
-from jobs.selectors import effective_status, job_type_price
+from jobs.selectors import JOB_COLUMNS, effective_status, job_type_price
 from miners.models import Miner, MinerStatus
+from miners.selectors import miner_get_for_owner
 from receipts.models import Receipt
 from receipts.selectors import receipt_for_attempt
 from receipts.services import receipt_issue
@@ -48,6 +51,8 @@ ASSIGNMENT_FIELDS = (
 )
 # How many lapsed leases one poll recovers before handing out work, so a poll's cost stays bounded.
 LEASE_RECOVERY_BATCH = 50
+# A LIMIT that both SQLite and PostgreSQL take for "no limit".
+ALL_ROWS = 2**63 - 1
 
 
 def miner_actor(miner_id: UUID) -> str:
@@ -81,15 +86,15 @@ def transition(
     # No savepoint of its own: nothing here recovers from a failed statement, so an error must end the caller's
     # whole transaction anyway, and a savepoint per change is a large share of a hand-out's statements.
     with transaction.atomic(savepoint=False):
-        current = Job.objects.filter(pk=job_id, status=expected)
+        current: dict[str, Any] = {"id": job_id, "status": expected}
         if expected_handouts is not None:
-            current = current.filter(handouts=expected_handouts)
-        changed = current.update(status=new, updated_at=now, **fields)
+            current["handouts"] = expected_handouts
+        changed = statements.update(Job, where=current, values={"status": new, "updated_at": now, **fields})
         if changed != 1:
             return False
         event = JobEvent(job_id=job_id, at=now, from_status=expected, to_status=new, actor=actor, reason=reason)
         if events is None:
-            event.save(force_insert=True)
+            statements.insert([event])
         else:
             events.append(event)
         if job is not None:
@@ -97,7 +102,7 @@ def transition(
             for name, value in fields.items():
                 setattr(job, name, value)
         if new in TERMINAL_STATUSES:
-            _settle(job=job or Job.objects.select_related("client", "miner").get(pk=job_id), status=new)
+            _settle(job=job or Job.objects.get(pk=job_id), status=new)
     return True
 
 
@@ -117,8 +122,8 @@ def _settle(*, job: Job, status: str) -> None:
     if status == JobStatus.COMPLETED:
         fee, _ = job_fee_and_earnings(job)
         ledger.capture(
-            payer=job.client,
-            payee=wallet_user_for(address=job.miner.address),
+            payer_id=job.client_id,
+            payee_id=_wallet_user_id_of_miner(job.miner_id),
             amount=job.price,
             fee=fee,
             reference=f"job:{job_id}:capture",
@@ -126,11 +131,32 @@ def _settle(*, job: Job, status: str) -> None:
         )
     else:
         ledger.release(
-            user=job.client,
+            user_id=job.client_id,
             amount=job.price,
             reference=f"job:{job_id}:release",
             memo=f"{job.job_type} job {job_id} {status}",
         )
+
+
+_USER_ID_COLUMNS = statements.Columns(User, ("id",), alias="u")
+
+
+@cache
+def _miner_wallet_user_sql() -> str:
+    u_id, u_wallet = statements.column(User, "id"), statements.column(User, "wallet_address")
+    m_id, m_address = statements.column(Miner, "id"), statements.column(Miner, "address")
+    return (
+        f"SELECT u.{u_id} FROM {statements.table(Miner)} m JOIN {statements.table(User)} u"
+        f" ON u.{u_wallet} = m.{m_address} WHERE m.{m_id} = %s"
+    )
+
+
+def _wallet_user_id_of_miner(miner_id: UUID) -> UUID:
+    """The user of the wallet a miner is paid to: one read, and the user created the first time it earns."""
+    row = statements.fetch_one(_miner_wallet_user_sql(), [statements.db_value(Miner, "id", miner_id)])
+    if row is not None:
+        return _USER_ID_COLUMNS.load(row).pk
+    return wallet_user_for(address=Miner.objects.values_list("address", flat=True).get(pk=miner_id)).pk
 
 
 def _retry_delay(attempt: int) -> timedelta:
@@ -192,9 +218,11 @@ def job_submit(
     )
     try:
         with transaction.atomic():
-            job.save(force_insert=True)
+            statements.insert([job])
             if job.billed and price:
-                ledger.hold(user=client, amount=price, reference=f"job:{job.pk}:hold", memo=f"{job_type} job {job.pk}")
+                ledger.hold(
+                    user_id=client.pk, amount=price, reference=f"job:{job.pk}:hold", memo=f"{job_type} job {job.pk}"
+                )
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert; answer as its replay.
         if not idempotency_key:
@@ -289,7 +317,9 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
     if miner.status == MinerStatus.DRAINING:
         return ClaimResult(reason="draining")
     recover_expired_leases(now=now, batch=LEASE_RECOVERY_BATCH)
-    running = Job.objects.filter(miner_id=miner.pk, status=JobStatus.RUNNING).count()
+    (running,) = statements.fetch_one(  # type: ignore[misc]
+        _running_count_sql(), [statements.db_value(Job, "miner", miner.pk), JobStatus.RUNNING]
+    )
     capacity = min(limit, miner.max_concurrent_jobs - running)
     if capacity <= 0:
         return ClaimResult(reason="at_capacity")
@@ -308,7 +338,8 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
             size = min(max(capacity - len(claimed), scanned), CLAIM_SCAN_LIMIT - scanned)
             batch = list(_claim_candidates(miner, now, exclude_ids=passed_over)[:size])
             scanned += len(batch)
-            retried_here = _jobs_just_failed_by(miner, [job.pk for job in batch if job.attempts > 0])
+            retried = [job.pk for job in batch if job.attempts > 0]
+            retried_here = _jobs_just_failed_by(miner, retried) if retried else set()
             for job in batch:
                 if len(claimed) == capacity:
                     break
@@ -324,8 +355,8 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
                     claimed.append(job)
             if len(batch) < size:
                 break
-        JobEvent.objects.bulk_create(events)
-        JobAttempt.objects.bulk_create(attempts)
+        statements.insert(events)
+        statements.insert(attempts)
     if not claimed:
         return ClaimResult(reason="no_matching_jobs")
     return ClaimResult(jobs=claimed)
@@ -492,12 +523,33 @@ def _max_attempts_error(job: Job, last_error: Any) -> dict[str, Any]:
     }
 
 
+@cache
+def _running_count_sql() -> str:
+    miner, status = statements.column(Job, "miner"), statements.column(Job, "status")
+    return f"SELECT COUNT(*) FROM {statements.table(Job)} WHERE {miner} = %s AND {status} = %s"
+
+
+_LAPSED_COLUMNS = statements.Columns(Job, ("id", "miner"), alias="j")
+
+
+@cache
+def _lapsed_leases_sql() -> str:
+    """Running jobs whose lease ended, soonest first, through the lease index (a poll runs this every time)."""
+    status, lease = statements.column(Job, "status"), statements.column(Job, "lease_expires_at")
+    return (
+        f"SELECT {_LAPSED_COLUMNS.sql} FROM {statements.table(Job)} j WHERE j.{status} = %s AND j.{lease} <= %s"
+        f" ORDER BY j.{lease} LIMIT %s"
+    )
+
+
 def recover_expired_leases(*, now: datetime, batch: int | None = None) -> int:
     """Requeue (or fail, if it was the last attempt) every running job whose lease has lapsed."""
-    lapsed = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lte=now).order_by("lease_expires_at")
-    rows = list(lapsed.values_list("id", "miner_id")[:batch] if batch else lapsed.values_list("id", "miner_id"))
+    lapsed = statements.fetch_all(
+        _lapsed_leases_sql(),
+        [JobStatus.RUNNING, statements.db_value(Job, "lease_expires_at", now), batch or ALL_ROWS],
+    )
     recovered = 0
-    for job_id, miner_id in rows:
+    for job_id, miner_id in ((job.pk, job.miner_id) for job in map(_LAPSED_COLUMNS.load, lapsed)):
         recovered += _end_attempt_and_requeue(
             job_id=job_id,
             miner=Miner(pk=miner_id),
@@ -533,7 +585,8 @@ def expire_overdue_jobs(*, now: datetime) -> int:
 
 def job_submit_result(
     *,
-    miner: Miner,
+    miner_id: UUID,
+    owner: User,
     job_id: UUID | str,
     status: str,
     result: dict[str, Any] | None = None,
@@ -541,14 +594,17 @@ def job_submit_result(
     metrics: dict[str, Any] | None = None,
     retryable: bool = True,
 ) -> tuple[Job, Receipt]:
-    """Accept a miner's result for its attempt and sign its receipt; an identical replay gets the same answer.
+    """Accept the result of the owner's miner for its attempt and sign its receipt; an identical replay gets the
+    same answer. A miner that is not the owner's is MINER_NOT_FOUND.
 
     The result is judged before the write transaction begins, so SQLite's one writer is not held up by reads; the
     writes then only go through if nothing they were judged on has changed (the attempt is still unreported, the
     job still in the status and hand-out it was read in), else the result is judged again.
     """
     for _ in range(3):
-        job, attempt, replay = _judge_result(miner=miner, job_id=job_id, status=status, result=result, error=error)
+        job, attempt, replay = _judge_result(
+            miner_id=miner_id, owner=owner, job_id=job_id, status=status, result=result, error=error
+        )
         if replay:
             receipt = receipt_for_attempt(job_id=job.pk, attempt=attempt.number)
             if receipt is None:
@@ -556,26 +612,30 @@ def job_submit_result(
             return job, receipt
         with transaction.atomic():
             now = timezone.now()
-            recorded = JobAttempt.objects.filter(pk=attempt.pk, reported_status__isnull=True).update(
-                reported_status=status,
-                result=result,
-                error=error,
-                metrics=metrics,
-                finished_at=now,
-                outcome=AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
+            recorded = statements.update(
+                JobAttempt,
+                where={"id": attempt.pk, "reported_status": None},
+                values={
+                    "reported_status": status,
+                    "result": result,
+                    "error": error,
+                    "metrics": metrics,
+                    "finished_at": now,
+                    "outcome": AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
+                },
             )
             if not recorded:
                 # Another post for this attempt was recorded since: judge again (a replay, or a different result).
                 continue
             if _apply_result(
-                job=job, miner=miner, status=status, result=result, error=error, retryable=retryable, now=now
+                job=job, miner_id=miner_id, status=status, result=result, error=error, retryable=retryable, now=now
             ):
                 receipt = receipt_issue(
                     job_id=job.pk,
                     client_id=job.client_id,
                     job_type=job.job_type,
                     attempt=attempt.number,
-                    miner=miner,
+                    miner_id=miner_id,
                     status=status,
                     result=result,
                     error=error,
@@ -595,19 +655,43 @@ def _receipt_payment(*, job: Job, status: str) -> dict[str, str]:
     return {"price": f"{job.price:.8f}", "miner_earnings": f"{earnings:.8f}"}
 
 
+_JUDGED_ATTEMPT = statements.Columns(
+    JobAttempt, ("id", "job", "number", "miner", "started_at", "reported_status", "result", "error"), alias="a"
+)
+
+
+@cache
+def _latest_attempt_sql() -> str:
+    """The miner's latest attempt at the job with the whole job, if the miner is the owner's: one read."""
+    attempt, job, miner = statements.table(JobAttempt), statements.table(Job), statements.table(Miner)
+    a_job, a_miner, a_number = (statements.column(JobAttempt, name) for name in ("job", "miner", "number"))
+    j_id = statements.column(Job, "id")
+    m_id, m_owner = statements.column(Miner, "id"), statements.column(Miner, "owner")
+    return (
+        f"SELECT {_JUDGED_ATTEMPT.sql}, {JOB_COLUMNS.sql} FROM {attempt} a"
+        f" JOIN {job} j ON j.{j_id} = a.{a_job} JOIN {miner} m ON m.{m_id} = a.{a_miner}"
+        f" WHERE a.{a_job} = %s AND a.{a_miner} = %s AND m.{m_owner} = %s ORDER BY a.{a_number} DESC LIMIT 1"
+    )
+
+
 def _judge_result(
-    *, miner: Miner, job_id: UUID | str, status: str, result: Any, error: Any
+    *, miner_id: UUID, owner: User, job_id: UUID | str, status: str, result: Any, error: Any
 ) -> tuple[Job, JobAttempt, bool]:
     """Decide whether this miner's result counts: (job, its attempt, whether this is a replay of a recorded post)."""
     try:
-        # The miner's latest attempt at the job, and the job with it, in one read.
-        attempts = JobAttempt.objects.select_related("job").filter(job_id=job_id, miner_id=miner.pk)
-        attempt = attempts.order_by("-number").first()
-        if attempt is None:
-            raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
+        params = [
+            statements.db_value(JobAttempt, "job", job_id),
+            statements.db_value(JobAttempt, "miner", miner_id),
+            statements.db_value(Miner, "owner", owner.pk),
+        ]
     except (ValueError, ValidationError):
         raise JobNotFound() from None
-    job = attempt.job
+    row = statements.fetch_one(_latest_attempt_sql(), params)
+    if row is None:
+        # Which error it is only matters when there is one, so it is worked out only then.
+        miner_get_for_owner(miner_id=miner_id, owner=owner)
+        raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
+    attempt, job = _JUDGED_ATTEMPT.load(row), JOB_COLUMNS.load(row, start=_JUDGED_ATTEMPT.width)
     if attempt.reported_status is not None:
         if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
             return job, attempt, True
@@ -616,7 +700,7 @@ def _judge_result(
         raise JobCancelled()
     if attempt.number != job.handouts:
         raise LeaseExpired()
-    if job.status == JobStatus.RUNNING and job.miner_id == miner.pk:
+    if job.status == JobStatus.RUNNING and job.miner_id == miner_id:
         return job, attempt, False
     if job.status == JobStatus.PENDING:
         # The lease lapsed but nobody took the job since: the work is not wasted.
@@ -625,7 +709,7 @@ def _judge_result(
 
 
 def _apply_result(
-    *, job: Job, miner: Miner, status: str, result: Any, error: Any, retryable: bool, now: datetime
+    *, job: Job, miner_id: UUID, status: str, result: Any, error: Any, retryable: bool, now: datetime
 ) -> bool:
     """Move the job as the miner's result says. False if the job changed since it was judged."""
 
@@ -636,7 +720,7 @@ def _apply_result(
             expected=job.status,
             expected_handouts=job.handouts,
             new=new,
-            actor=miner_actor(miner.pk),
+            actor=miner_actor(miner_id),
             reason=reason,
             now=now,
             job=job,
@@ -644,7 +728,7 @@ def _apply_result(
         )
 
     # A late result of a lapsed lease finds the job pending with no miner: the job ends under the miner that did it.
-    ending = {"miner": miner, "completed_at": now, "lease_expires_at": None}
+    ending = {"miner_id": miner_id, "completed_at": now, "lease_expires_at": None}
     if status == JobStatus.COMPLETED:
         return move(
             JobStatus.COMPLETED, "the miner posted its result", result=result, error=None, progress=1.0, **ending

@@ -26,7 +26,7 @@ from jobs.serializers import (
     ResultResponseSerializer,
     ResultSerializer,
 )
-from miners.selectors import miner_get_for_owner, miner_get_working
+from miners.selectors import miner_get_working
 from receipts.selectors import receipts_for_job
 from receipts.serializers import ReceiptSerializer
 from receipts.services import receipt_document
@@ -172,9 +172,9 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         payload = ResultSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        miner = miner_get_for_owner(miner_id=data["miner_id"], owner=request.user)
         job, receipt = services.job_submit_result(
-            miner=miner,
+            miner_id=data["miner_id"],
+            owner=request.user,
             job_id=data["job_id"],
             status=data["status"],
             result=data.get("result"),

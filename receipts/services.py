@@ -4,6 +4,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
 from django.utils import timezone
 
+from aitbc_site import statements
 from miners.models import Miner
 from receipts.canonical import CanonicalizationError, canonical_bytes, sha256_tag
 from receipts.keys import ALGORITHM, published_keys, signing_key
@@ -27,7 +29,7 @@ def receipt_issue(
     client_id: UUID,
     job_type: str,
     attempt: int,
-    miner: Miner,
+    miner_id: UUID,
     status: str,
     result: dict[str, Any] | None,
     error: dict[str, Any] | None,
@@ -41,17 +43,15 @@ def receipt_issue(
         if connection.features.has_select_for_update:
             # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in
             # parallel. (SQLite has no row locks: its immediate transactions already serialise all writers.)
-            Miner.objects.select_for_update().filter(pk=miner.pk).values_list("pk", flat=True).get()
-        previous = (
-            Receipt.objects.filter(miner_id=miner.pk).order_by("-sequence").values("sequence", "document_hash").first()
-        )
+            statements.fetch_one(_lock_miner_sql(), [statements.db_value(Miner, "id", miner_id)])
+        previous = statements.fetch_one(_chain_head_sql(), [statements.db_value(Receipt, "miner", miner_id)])
         key_id, signer = signing_key()
         now = timezone.now()
         receipt_id = uuid.uuid4()
         body: dict[str, Any] = {
             "id": str(receipt_id),
             "job_id": str(job_id),
-            "miner_id": str(miner.pk),
+            "miner_id": str(miner_id),
             "client_id": str(client_id),
             "attempt": attempt,
             "job_type": job_type,
@@ -63,25 +63,43 @@ def receipt_issue(
             "started_at": _iso(started_at),
             "completed_at": _iso(completed_at),
             "created_at": _iso(now),
-            "prev_hash": previous["document_hash"] if previous else None,
+            "prev_hash": previous[1] if previous else None,
             "key_id": key_id,
             "alg": ALGORITHM,
             **(extra or {}),
         }
         signed = {**body, "proof": signer.sign(canonical_bytes(body)).hex()}
         document = canonical_bytes(signed)
-        return Receipt.objects.create(
+        receipt = Receipt(
             id=receipt_id,
             job_id=job_id,
             attempt=attempt,
-            miner=miner,
+            miner_id=miner_id,
             client_id=client_id,
-            sequence=previous["sequence"] + 1 if previous else 1,
+            sequence=previous[0] + 1 if previous else 1,
             document=document.decode(),
             document_hash=sha256_tag(document),
             key_id=key_id,
             created_at=now,
         )
+        statements.insert([receipt])
+        return receipt
+
+
+@cache
+def _lock_miner_sql() -> str:
+    return f"SELECT 1 FROM {statements.table(Miner)} WHERE {statements.column(Miner, 'id')} = %s FOR UPDATE"
+
+
+@cache
+def _chain_head_sql() -> str:
+    """The sequence and hash of the miner's last receipt."""
+    sequence, document_hash = statements.column(Receipt, "sequence"), statements.column(Receipt, "document_hash")
+    miner = statements.column(Receipt, "miner")
+    return (
+        f"SELECT {sequence}, {document_hash} FROM {statements.table(Receipt)} WHERE {miner} = %s"
+        f" ORDER BY {sequence} DESC LIMIT 1"
+    )
 
 
 def receipt_document(receipt: Receipt) -> dict[str, Any]:

@@ -573,7 +573,7 @@ def test_logout_ends_only_that_session(db: None) -> None:
 def test_me_is_the_logged_in_user_with_their_balance(db: None) -> None:
     api = logged_in(ALICE)
     user = user_of(ALICE)
-    ledger.deposit(user=user, amount=Decimal("12.5"), reference="deposit:me", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("12.5"), reference="deposit:me", memo="bought")
 
     response = api.get(ME)
 
@@ -599,8 +599,8 @@ def balance_path(user_id: object) -> str:
 def test_a_user_reads_their_own_balance_with_8_places(db: None) -> None:
     api = logged_in(ALICE)
     user = user_of(ALICE)
-    ledger.deposit(user=user, amount=Decimal("3.00000001"), reference="deposit:own", memo="bought")
-    ledger.hold(user=user, amount=Decimal("1.1"), reference="hold:own", memo="a job")
+    ledger.deposit(user_id=user.pk, amount=Decimal("3.00000001"), reference="deposit:own", memo="bought")
+    ledger.hold(user_id=user.pk, amount=Decimal("1.1"), reference="hold:own", memo="a job")
 
     response = api.get(balance_path(user.pk))
 
@@ -625,7 +625,7 @@ def test_the_balance_of_an_unknown_or_malformed_user_id_is_user_not_found(db: No
 def test_an_admin_key_reads_any_users_balance(admin_api: APIClient) -> None:
     logged_in(ALICE)
     user = user_of(ALICE)
-    ledger.deposit(user=user, amount=Decimal("7"), reference="deposit:admin", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("7"), reference="deposit:admin", memo="bought")
 
     response = admin_api.get(balance_path(user.pk))
 
@@ -721,7 +721,7 @@ def test_an_api_key_counts_as_no_session(db: None, role: str, method: str, path:
 def test_a_user_issues_a_client_key_shown_once_that_submits_jobs_as_the_user(db: None) -> None:
     api = logged_in(ALICE)
     user = user_of(ALICE)
-    ledger.deposit(user=user, amount=Decimal("5"), reference="deposit:key", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("5"), reference="deposit:key", memo="bought")
 
     response = api.post(API_KEYS, {"role": "client", "name": "laptop"}, format="json")
 
@@ -842,7 +842,7 @@ def test_revoking_an_unknown_or_malformed_key_id_is_api_key_not_found(db: None, 
 def test_the_ledger_lists_the_users_entries_newest_first(db: None) -> None:
     api = logged_in(ALICE)
     user = user_of(ALICE)
-    ledger.deposit(user=user, amount=Decimal("10"), reference="deposit:ledger", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("10"), reference="deposit:ledger", memo="bought")
     key = api.post(API_KEYS, {"role": "client", "name": "laptop"}, format="json").json()["key"]
     job = submit_job(api_with_key(key))
 
@@ -864,7 +864,7 @@ def test_the_ledger_lists_the_users_entries_newest_first(db: None) -> None:
 def test_the_ledger_shows_neither_other_users_nor_platform_entries(db: None) -> None:
     alice = logged_in(ALICE)
     logged_in(BOB)
-    ledger.deposit(user=user_of(BOB), amount=Decimal("4"), reference="deposit:bob", memo="bought")
+    ledger.deposit(user_id=user_of(BOB).pk, amount=Decimal("4"), reference="deposit:bob", memo="bought")
 
     assert alice.get(LEDGER).json() == {"results": [], "next": None, "previous": None}
 
@@ -873,7 +873,7 @@ def test_the_ledger_is_cursor_paginated(db: None) -> None:
     api = logged_in(ALICE)
     user = user_of(ALICE)
     for number in range(5):
-        ledger.deposit(user=user, amount=Decimal(number + 1), reference=f"deposit:{number}", memo="bought")
+        ledger.deposit(user_id=user.pk, amount=Decimal(number + 1), reference=f"deposit:{number}", memo="bought")
 
     first = api.get(LEDGER, {"limit": 2}).json()
     second = api.get(first["next"]).json()

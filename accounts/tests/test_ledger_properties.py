@@ -153,7 +153,7 @@ class World:
         if isinstance(action, Deposit):
             user = self.clients[action.wallet]
             self.deposits += 1
-            ledger.deposit(user=user, amount=action.amount, reference=f"deposit:{self.deposits}", memo="exchange")
+            ledger.deposit(user_id=user.pk, amount=action.amount, reference=f"deposit:{self.deposits}", memo="exchange")
             self.expected[user.wallet_address][0] += action.amount
         elif isinstance(action, Submit):
             self._submit(action)
@@ -202,10 +202,13 @@ class World:
     def _post_result(self, job: Job, action: Complete | Fail) -> None:
         miner = Miner.objects.get(pk=job.miner_id)
         if isinstance(action, Complete):
-            job_submit_result(miner=miner, job_id=job.pk, status=JobStatus.COMPLETED, result={"ok": True})
+            job_submit_result(
+                miner_id=miner.pk, owner=miner.owner, job_id=job.pk, status=JobStatus.COMPLETED, result={"ok": True}
+            )
         else:
             job_submit_result(
-                miner=miner, job_id=job.pk, status=JobStatus.FAILED, error={"code": "X", "message": "no"},
+                miner_id=miner.pk, owner=miner.owner,
+                job_id=job.pk, status=JobStatus.FAILED, error={"code": "X", "message": "no"},
                 retryable=action.retryable,
             )
 

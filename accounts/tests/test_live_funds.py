@@ -30,7 +30,7 @@ from accounts import ledger
 from accounts.services import api_key_issue, wallet_user_for
 
 user = wallet_user_for(address="{WALLET}")
-ledger.deposit(user=user, amount=Decimal("{DEPOSIT}"), reference="deposit:live-funds", memo="live test")
+ledger.deposit(user_id=user.pk, amount=Decimal("{DEPOSIT}"), reference="deposit:live-funds", memo="live test")
 _, client_key = api_key_issue(role="client", name="live client", user=user)
 _, admin_key = api_key_issue(role="admin", name="live operator")
 print("SEEDED", user.pk, client_key, admin_key)

@@ -74,7 +74,7 @@ def logged_changes(obj: Model) -> list[str]:
 
 def make_receipt(job: Job, miner: Miner) -> Receipt:
     return receipt_issue(
-        job_id=job.pk, client_id=job.client_id, job_type=job.job_type, attempt=1, miner=miner, status="completed",
+        job_id=job.pk, client_id=job.client_id, job_type=job.job_type, attempt=1, miner_id=miner.pk, status="completed",
         result={"text": "hi"}, error=None, metrics=None, started_at=None, completed_at=timezone.now(),
     )
 
@@ -93,7 +93,7 @@ def one_of_each(db: None) -> dict[str, Model]:
         reason="handed to a miner",
     )
     buyer = wallet_user_for(address=WALLET)
-    ledger.deposit(user=buyer, amount=Decimal("3"), reference="deposit:admin-test", memo="bought")
+    ledger.deposit(user_id=buyer.pk, amount=Decimal("3"), reference="deposit:admin-test", memo="bought")
     key, _ = api_key_issue(role=ApiKeyRole.CLIENT, name="laptop", user=buyer)
     job_type_prices()
     return {
@@ -379,7 +379,7 @@ def test_an_adjustment_needs_a_reason_and_a_real_amount(admin_client: Client, db
 
 def test_an_adjustment_below_zero_is_refused_with_the_ledgers_message(admin_client: Client, db: None) -> None:
     user = wallet_user_for(address=WALLET)
-    ledger.deposit(user=user, amount=Decimal("1"), reference="deposit:x", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("1"), reference="deposit:x", memo="bought")
     response = adjust(admin_client, [user], amount="-2", reason="too much", reference=REFERENCE)
     assert any("insufficient" in message.lower() or "balance" in message.lower() for message in messages_of(response))
     assert user_balance(user=user)["available"] == Decimal("1")
@@ -387,7 +387,7 @@ def test_an_adjustment_below_zero_is_refused_with_the_ledgers_message(admin_clie
 
 def test_a_user_page_is_read_only_but_for_access_and_password(admin_client: Client, db: None) -> None:
     user = wallet_user_for(address=WALLET)
-    ledger.deposit(user=user, amount=Decimal("7"), reference="deposit:shown", memo="bought on the exchange")
+    ledger.deposit(user_id=user.pk, amount=Decimal("7"), reference="deposit:shown", memo="bought on the exchange")
     page = admin_client.get(change_page(user)).content.decode()
     assert "bought on the exchange" in page and "7.00000000 available" in page
     response = admin_client.post(
@@ -401,10 +401,10 @@ def test_a_user_page_is_read_only_but_for_access_and_password(admin_client: Clie
 
 def test_the_user_list_shows_balances_without_a_query_per_user(admin_client: Client, db: None) -> None:
     rich = wallet_user_for(address=WALLET)
-    ledger.deposit(user=rich, amount=Decimal("12.5"), reference="deposit:rich", memo="bought")
+    ledger.deposit(user_id=rich.pk, amount=Decimal("12.5"), reference="deposit:rich", memo="bought")
     few = queries_to_get(admin_client, changelist(User))
     for index in range(5):
-        ledger.deposit(user=make_user(), amount=Decimal("1"), reference=f"deposit:{index}", memo="bought")
+        ledger.deposit(user_id=make_user().pk, amount=Decimal("1"), reference=f"deposit:{index}", memo="bought")
     assert queries_to_get(admin_client, changelist(User)) == few
     response = admin_client.get(changelist(User))
     listed = response.context["cl"].result_list.get(pk=rich.pk)

@@ -39,7 +39,7 @@ def wallet_client(address: str = CLIENT_WALLET, deposit: str | None = "10") -> t
     """A wallet user with `deposit` AITBC and a client key of their own (billed, unlike the conftest clients)."""
     user = wallet_user_for(address=address)
     if deposit is not None:
-        ledger.deposit(user=user, amount=Decimal(deposit), reference=f"deposit:{address}", memo="bought")
+        ledger.deposit(user_id=user.pk, amount=Decimal(deposit), reference=f"deposit:{address}", memo="bought")
     return user, issue_api(ApiKeyRole.CLIENT, user=user, name="laptop")
 
 
@@ -217,7 +217,7 @@ def test_a_refused_submission_with_an_idempotency_key_can_be_retried_after_a_dep
     headers = {"Idempotency-Key": "order-17"}
     body = {"job_type": "llm_inference", "parameters": {}}
     assert_api_error(api.post(JOBS, body, format="json", headers=headers), status=402, code="INSUFFICIENT_FUNDS")
-    ledger.deposit(user=user, amount=Decimal("2"), reference="deposit:more", memo="bought")
+    ledger.deposit(user_id=user.pk, amount=Decimal("2"), reference="deposit:more", memo="bought")
 
     response = api.post(JOBS, body, format="json", headers=headers)
 
