@@ -11,7 +11,7 @@ Everything else uses the ORM.
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -26,24 +26,32 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
+# Names are quoted once per process: a process talks to one database.
+@cache
 def quote(name: str) -> str:
     return _connection().ops.quote_name(name)
 
 
+@cache
 def table(model: type[models.Model]) -> str:
     return quote(model._meta.db_table)
 
 
+@cache
 def column(model: type[models.Model], name: str) -> str:
     """The quoted column of a field, by its name or (for a foreign key) its `_id` attribute name."""
     return quote(model._meta.get_field(name).column)
 
 
-def db_value(model: type[models.Model], name: str, value: Any) -> Any:
-    """`value` as the database stores it in this field (a model instance for a foreign key stands for its pk)."""
+def _prepared(field: models.Field, value: Any, connection: BaseDatabaseWrapper) -> Any:
     if isinstance(value, models.Model):
         value = value.pk
-    return model._meta.get_field(name).get_db_prep_save(value, _connection())
+    return field.get_db_prep_save(value, connection)
+
+
+def db_value(model: type[models.Model], name: str, value: Any) -> Any:
+    """`value` as the database stores it in this field (a model instance for a foreign key stands for its pk)."""
+    return _prepared(model._meta.get_field(name), value, _connection())
 
 
 def execute(sql: str, params: Sequence[Any]) -> int:
@@ -65,32 +73,45 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-def _where(model: type[models.Model], conditions: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """`col = %s AND …` for the conditions; a None value means IS NULL."""
-    clauses, params = [], []
-    for name, value in conditions.items():
-        if value is None:
-            clauses.append(f"{column(model, name)} IS NULL")
-        else:
-            clauses.append(f"{column(model, name)} = %s")
-            params.append(db_value(model, name, value))
-    return " AND ".join(clauses), params
+@cache
+def _update_sql(model: type[models.Model], assigned: tuple[str, ...], compared: tuple[tuple[str, bool], ...]) -> str:
+    assignments = ", ".join(f"{column(model, name)} = %s" for name in assigned)
+    conditions = " AND ".join(
+        f"{column(model, name)} IS NULL" if is_null else f"{column(model, name)} = %s" for name, is_null in compared
+    )
+    return f"UPDATE {table(model)} SET {assignments} WHERE {conditions}"
 
 
 def update(model: type[models.Model], *, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """UPDATE the rows matching every condition in `where`; the number of rows changed."""
-    assignments = ", ".join(f"{column(model, name)} = %s" for name in values)
-    condition, condition_params = _where(model, where)
-    params = [db_value(model, name, value) for name, value in values.items()] + condition_params
-    return execute(f"UPDATE {table(model)} SET {assignments} WHERE {condition}", params)
+    """UPDATE the rows matching every condition in `where` (a None value means IS NULL); the number changed."""
+    connection, field = _connection(), model._meta.get_field
+    params = [_prepared(field(name), value, connection) for name, value in values.items()]
+    params += [_prepared(field(name), value, connection) for name, value in where.items() if value is not None]
+    compared = tuple((name, value is None) for name, value in where.items())
+    return execute(_update_sql(model, tuple(values), compared), params)
 
 
-def _stored_fields(instance: models.Model) -> list[models.Field]:
+def _stored_fields(instance: models.Model) -> tuple[models.Field, ...]:
     """The instance's columns to insert: all, less a primary key the database numbers itself."""
-    return [
+    return tuple(
         field
         for field in instance._meta.concrete_fields
         if not (field.primary_key and field.db_returning and getattr(instance, field.attname) is None)
+    )
+
+
+@cache
+def _insert_sql(model: type[models.Model], fields: tuple[models.Field, ...], rows: int, suffix: str) -> str:
+    columns = ", ".join(quote(field.column) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return f"INSERT INTO {table(model)} ({columns}) VALUES {', '.join([row] * rows)}{suffix}"
+
+
+def _insert_params(
+    instances: Sequence[models.Model], fields: tuple[models.Field, ...], connection: BaseDatabaseWrapper
+) -> list[Any]:
+    return [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for instance in instances for field in fields
     ]
 
 
@@ -99,17 +120,8 @@ def insert(instances: Sequence[ModelT]) -> None:
     use `insert_returning_pk` when it is needed."""
     if not instances:
         return
-    model = type(instances[0])
-    fields = _stored_fields(instances[0])
-    connection = _connection()
-    columns = ", ".join(quote(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection)
-        for instance in instances
-        for field in fields
-    ]
-    execute(f"INSERT INTO {table(model)} ({columns}) VALUES {', '.join([row] * len(instances))}", params)
+    connection, fields = _connection(), _stored_fields(instances[0])
+    execute(_insert_sql(type(instances[0]), fields, len(instances), ""), _insert_params(instances, fields, connection))
     for instance in instances:
         instance._state.adding, instance._state.db = False, connection.alias
 
@@ -118,19 +130,12 @@ def insert_returning_pk(instance: models.Model, *, on_conflict_do_nothing: Seque
     """INSERT one instance and set its database-numbered pk. With `on_conflict_do_nothing` (the columns of a unique
     constraint), a row already holding those values makes it insert nothing and return False."""
     model = type(instance)
-    fields = _stored_fields(instance)
-    connection = _connection()
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    conflict = ""
+    connection, fields = _connection(), _stored_fields(instance)
+    suffix = ""
     if on_conflict_do_nothing:
-        conflict = f" ON CONFLICT ({', '.join(column(model, name) for name in on_conflict_do_nothing)}) DO NOTHING"
-    pk = model._meta.pk
-    params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
-    row = fetch_one(
-        f"INSERT INTO {table(model)} ({columns}) VALUES ({placeholders}){conflict} RETURNING {quote(pk.column)}",
-        params,
-    )
+        suffix = f" ON CONFLICT ({', '.join(column(model, name) for name in on_conflict_do_nothing)}) DO NOTHING"
+    suffix += f" RETURNING {quote(model._meta.pk.column)}"
+    row = fetch_one(_insert_sql(model, fields, 1, suffix), _insert_params([instance], fields, connection))
     if row is None:
         return False
     instance.pk = row[0]
