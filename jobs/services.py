@@ -8,14 +8,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import ledger
@@ -266,31 +266,56 @@ def _meets_requirements(miner: Miner, requirements: dict[str, Any]) -> bool:
     return set(wanted_models) <= set(miner.resources.get("models") or [])
 
 
-def _claim_candidates(miner: Miner, now: datetime, exclude_ids: set[UUID]) -> QuerySet[Job]:
-    resources = miner.resources
+_ASSIGNMENT_COLUMNS = statements.Columns(Job, ASSIGNMENT_FIELDS, alias="j")
+
+
+def _claim_candidates_query(
+    miner: Miner, now: datetime, *, exclude_ids: set[UUID], limit: int
+) -> tuple[str, list[Any]] | None:
+    """The SELECT of the next `limit` pending jobs the miner may take, in hand-out order: (SQL, parameters), or
+    None when the miner can take no job type at all."""
+    if not miner.capabilities:
+        return None
+    column, resources = partial(statements.column, Job), miner.resources
     # No condition on the deadline: SQLite would then walk the deadline index and sort the whole queue instead of
     # reading the queue index in hand-out order, and a poll would slow down as the queue grows. The claim expires
     # the overdue jobs it meets instead.
-    queue = Job.objects.filter(status=JobStatus.PENDING, job_type__in=miner.capabilities, not_before__lte=now)
-    memory = resources.get("gpu_memory_gb")
-    queue = queue.filter(
-        Q(req_min_gpu_memory_gb__isnull=True)
-        | (Q(req_min_gpu_memory_gb__lte=memory) if memory is not None else Q(pk__in=[]))
+    conditions = [
+        f"j.{column('status')} = %s",
+        f"j.{column('job_type')} IN ({', '.join(['%s'] * len(miner.capabilities))})",
+        f"j.{column('not_before')} <= %s",
+    ]
+    params: list[Any] = [JobStatus.PENDING, *miner.capabilities, statements.db_value(Job, "not_before", now)]
+    # A requirement the job states must be met by what the miner offers; a job that states none suits every miner.
+    memory, gpu_model, region = resources.get("gpu_memory_gb"), resources.get("gpu_model"), resources.get("region")
+    offers = (
+        ("req_min_gpu_memory_gb", "<=", memory),
+        ("req_gpu_model", "=", gpu_model.lower() if gpu_model else None),
+        ("req_region", "=", region or None),
     )
-    gpu_model = resources.get("gpu_model")
-    queue = queue.filter(
-        Q(req_gpu_model__isnull=True) | (Q(req_gpu_model=gpu_model.lower()) if gpu_model else Q(pk__in=[]))
-    )
-    region = resources.get("region")
-    queue = queue.filter(Q(req_region__isnull=True) | (Q(req_region=region) if region else Q(pk__in=[])))
+    for requirement, comparison, offered in offers:
+        if offered is None:
+            conditions.append(f"j.{column(requirement)} IS NULL")
+        else:
+            conditions.append(f"(j.{column(requirement)} IS NULL OR j.{column(requirement)} {comparison} %s)")
+            params.append(statements.db_value(Job, requirement, offered))
     if exclude_ids:
-        queue = queue.exclude(pk__in=exclude_ids)
-    queue = queue.order_by("-priority", "created_at", "id")
+        conditions.append(f"j.{column('id')} NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
+        params += [statements.db_value(Job, "id", job_id) for job_id in exclude_ids]
+    sql = (
+        f"SELECT {_ASSIGNMENT_COLUMNS.sql} FROM {statements.table(Job)} j WHERE {' AND '.join(conditions)}"
+        f" ORDER BY j.{column('priority')} DESC, j.{column('created_at')} ASC, j.{column('id')} ASC LIMIT %s"
+    )
     if connection.features.has_select_for_update_skip_locked:
         # PostgreSQL: concurrent polls skip each other's candidates instead of queueing on them. The compare-and-set
         # in `transition` still decides who gets a job.
-        queue = queue.select_for_update(skip_locked=True, of=("self",))
-    return queue.only(*ASSIGNMENT_FIELDS)
+        sql += " FOR UPDATE OF j SKIP LOCKED"
+    return sql, [*params, limit]
+
+
+def _claim_candidates(miner: Miner, now: datetime, *, exclude_ids: set[UUID], limit: int) -> list[Job]:
+    query = _claim_candidates_query(miner, now, exclude_ids=exclude_ids, limit=limit)
+    return [] if query is None else [_ASSIGNMENT_COLUMNS.load(row) for row in statements.fetch_all(*query)]
 
 
 def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
@@ -317,9 +342,9 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
     if miner.status == MinerStatus.DRAINING:
         return ClaimResult(reason="draining")
     recover_expired_leases(now=now, batch=LEASE_RECOVERY_BATCH)
-    (running,) = statements.fetch_one(  # type: ignore[misc]
-        _running_count_sql(), [statements.db_value(Job, "miner", miner.pk), JobStatus.RUNNING]
-    )
+    miner_param = statements.db_value(Job, "miner", miner.pk)
+    counted = statements.fetch_one(_running_count_sql(), [miner_param, JobStatus.RUNNING])
+    running = counted[0] if counted else 0
     capacity = min(limit, miner.max_concurrent_jobs - running)
     if capacity <= 0:
         return ClaimResult(reason="at_capacity")
@@ -336,7 +361,7 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
         # or the row locks (PostgreSQL) keep what was read claimable until the end.
         while len(claimed) < capacity and scanned < CLAIM_SCAN_LIMIT:
             size = min(max(capacity - len(claimed), scanned), CLAIM_SCAN_LIMIT - scanned)
-            batch = list(_claim_candidates(miner, now, exclude_ids=passed_over)[:size])
+            batch = _claim_candidates(miner, now, exclude_ids=passed_over, limit=size)
             scanned += len(batch)
             retried = [job.pk for job in batch if job.attempts > 0]
             retried_here = _jobs_just_failed_by(miner, retried) if retried else set()
