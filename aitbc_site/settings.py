@@ -147,6 +147,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Only the admin shows messages, and it always has a session. The default storage also builds a signed-cookie
+# store, signer included, for every request, API requests too.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 # No redirects to a slashed URL: under /v1 a wrong path is a JSON 404.
 APPEND_SLASH = False
 
@@ -222,6 +226,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "aitbc_site.negotiation.JsonFirstNegotiation",
     "DEFAULT_SCHEMA_CLASS": "aitbc_site.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "aitbc_site.exception_handler.exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -217,3 +217,38 @@ def test_a_crash_outside_drf_answers_the_envelope() -> None:
     assert json.loads(response.content) == {
         "error": {"code": "INTERNAL_ERROR", "message": "Internal server error.", "details": {}}
     }
+
+
+# --- content negotiation: JSON, or a 406 in the envelope ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [
+        (None, ""),
+        ("*/*", ""),
+        ("application/json", ""),
+        (" application/json ", ""),
+        ("*/*", "?format=json"),
+        ("text/html, application/json;q=0.9", ""),
+        ("application/*", ""),
+        ("application/json; indent=2", ""),
+    ],
+    ids=repr,
+)
+def test_any_accept_header_that_takes_json_gets_json(client_api: APIClient, accept: str | None, query: str) -> None:
+    job = submit_job(client_api)
+
+    response = client_api.get(f"/v1/client/jobs/{job['id']}{query}", headers={"Accept": accept} if accept else {})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["id"] == job["id"]
+
+
+def test_asking_for_anything_but_json_is_not_acceptable(client_api: APIClient) -> None:
+    job = submit_job(client_api)
+
+    response = client_api.get(f"/v1/client/jobs/{job['id']}", headers={"Accept": "text/html"})
+
+    assert_api_error(response, status=406, code="NOT_ACCEPTABLE")
