@@ -574,10 +574,10 @@ def recover_expired_leases(*, now: datetime, batch: int | None = None) -> int:
         [JobStatus.RUNNING, statements.db_value(Job, "lease_expires_at", now), batch or ALL_ROWS],
     )
     recovered = 0
-    for job_id, miner_id in ((job.pk, job.miner_id) for job in map(_LAPSED_COLUMNS.load, lapsed)):
+    for job in map(_LAPSED_COLUMNS.load, lapsed):
         recovered += _end_attempt_and_requeue(
-            job_id=job_id,
-            miner=Miner(pk=miner_id),
+            job_id=job.pk,
+            miner=Miner(pk=job.miner_id),
             outcome=AttemptOutcome.LEASE_EXPIRED,
             actor=SYSTEM,
             reason="the miner's lease expired",
