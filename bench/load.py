@@ -17,6 +17,7 @@ jobs handed out twice and the jobs lost, and exits 1 if any job was handed out t
 
 import argparse
 import json
+import logging
 import math
 import os
 import resource
@@ -78,6 +79,9 @@ def fund_wallets(addresses: list[str], amount: str) -> None:
     import django
 
     django.setup()
+    # The server's logging configuration logs every httpx request at INFO: here that would be one line per request
+    # of the load, on the load generator's CPU.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from accounts import ledger
     from accounts.addresses import canonical_address
     from accounts.services import wallet_user_for
