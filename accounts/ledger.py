@@ -46,30 +46,36 @@ def account_for(*, user_id: UUID | None, kind: str) -> LedgerAccount:
 _ACCOUNT_COLUMNS = statements.Columns(LedgerAccount, ("id", "user", "kind", "balance"), alias="a")
 
 
+@cache
+def _accounts_sql(platform_keys: tuple[bool, ...]) -> str:
+    """SELECT and lock accounts by (user, kind), one condition per key; a platform key's user is NULL."""
+    user_column, kind_column = statements.column(LedgerAccount, "user"), statements.column(LedgerAccount, "kind")
+    conditions = [
+        f"(a.{user_column} IS NULL AND a.{kind_column} = %s)"
+        if platform
+        else f"(a.{user_column} = %s AND a.{kind_column} = %s)"
+        for platform in platform_keys
+    ]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {_ACCOUNT_COLUMNS.sql} FROM {statements.table(LedgerAccount)} a WHERE {' OR '.join(conditions)}"
+        f" ORDER BY a.{statements.column(LedgerAccount, 'id')}{lock}"
+    )
+
+
 def _lock_accounts(keys: list[AccountKey]) -> dict[AccountKey, LedgerAccount]:
     """The accounts for these keys, found and locked in one statement (created first if new).
 
     They are locked in id order, so two postings over the same accounts (a hold and a release of one user) always
     lock them in the same order and never deadlock on PostgreSQL; SQLite's IMMEDIATE transaction already holds the
     database's one write lock."""
-    user_column, kind_column = statements.column(LedgerAccount, "user"), statements.column(LedgerAccount, "kind")
-    conditions, params = [], []
+    params: list[Any] = []
     for user_id, kind in keys:
-        if user_id is None:
-            conditions.append(f"(a.{user_column} IS NULL AND a.{kind_column} = %s)")
-        else:
-            conditions.append(f"(a.{user_column} = %s AND a.{kind_column} = %s)")
+        if user_id is not None:
             params.append(statements.db_value(LedgerAccount, "user", user_id))
         params.append(kind)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    sql = (
-        f"SELECT {_ACCOUNT_COLUMNS.sql} FROM {statements.table(LedgerAccount)} a WHERE {' OR '.join(conditions)}"
-        f" ORDER BY a.{statements.column(LedgerAccount, 'id')}{lock}"
-    )
-    found = {
-        (account.user_id, account.kind): account
-        for account in map(_ACCOUNT_COLUMNS.load, statements.fetch_all(sql, params))
-    }
+    rows = statements.fetch_all(_accounts_sql(tuple(user_id is None for user_id, _ in keys)), params)
+    found = {(account.user_id, account.kind): account for account in map(_ACCOUNT_COLUMNS.load, rows)}
     if len(found) < len(set(keys)):
         for user_id, kind in keys:
             if (user_id, kind) not in found:
@@ -100,31 +106,63 @@ def post(
     if sum(amounts) != 0 or any(amount != amount.quantize(QUANTUM) or amount == 0 for amount in amounts):
         raise ValueError(f"unbalanced or malformed posting {reference}: {amounts}")
     now = timezone.now()
-    with transaction.atomic():
-        posting = Posting(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now)
-        if not statements.insert_returning_pk(posting, on_conflict_do_nothing=("reference",)):
-            return None
+    # No savepoint of its own: every check that can refuse the posting runs before its first write, and a refusal
+    # is raised only after the block, since an exception leaving a block without a savepoint would doom the
+    # caller's whole transaction, and a caller may catch the refusal and carry on (an operator adjusting many users).
+    with transaction.atomic(savepoint=False):
         accounts = _lock_accounts([key for key, _ in movements])
         changes: dict[int, Decimal] = {}
         for key, amount in movements:
             changes[accounts[key].pk] = changes.get(accounts[key].pk, Decimal("0")) + amount
-        # Each balance is computed in Decimal and checked before any is written, then written whole: SQLite keeps
-        # decimals as binary floats, so `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998,
-        # which then cannot pay 0.2), while a value written from its exact decimal reads back exact.
-        by_id = {account.pk: account for account in accounts.values()}
-        params: list[Any] = []
-        for account_id, change in changes.items():
-            account = by_id[account_id]
-            if account.balance + change < 0 and account.kind in USER_ACCOUNT_KINDS:
-                raise InsufficientFunds(details={"account": account.kind, "needed": str(-change)})
-            params += [account_id, statements.db_value(LedgerAccount, "balance", account.balance + change)]
-        statements.execute(_new_balances_sql(len(changes)), params + list(changes))
-        statements.insert(
-            [
-                LedgerEntry(posting=posting, account=accounts[key], amount=amount, created_at=now)
-                for key, amount in movements
-            ]
-        )
+        shortfall = _shortfall(accounts, changes)
+        if shortfall is None:
+            return _write(
+                Posting(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now),
+                accounts=accounts,
+                changes=changes,
+                movements=movements,
+            )
+        already_posted = Posting.objects.filter(reference=reference).exists()
+    if already_posted:
+        return None
+    raise InsufficientFunds(details=shortfall)
+
+
+def _shortfall(accounts: dict[AccountKey, LedgerAccount], changes: dict[int, Decimal]) -> dict[str, str] | None:
+    """What a user account would lack to take these changes, or None when every balance stays at or above zero."""
+    for account in accounts.values():
+        change = changes[account.pk]
+        if account.balance + change < 0 and account.kind in USER_ACCOUNT_KINDS:
+            return {"account": account.kind, "needed": str(-change)}
+    return None
+
+
+def _write(
+    posting: Posting,
+    *,
+    accounts: dict[AccountKey, LedgerAccount],
+    changes: dict[int, Decimal],
+    movements: list[tuple[AccountKey, Decimal]],
+) -> Posting | None:
+    """Record the posting, its new balances and its entries; None, writing nothing, if its reference was posted."""
+    if not statements.insert_returning_pk(posting, on_conflict_do_nothing=("reference",)):
+        return None
+    # Each balance is computed in Decimal and written whole: SQLite keeps decimals as binary floats, so
+    # `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then cannot pay 0.2), while a
+    # value written from its exact decimal reads back exact.
+    balance_of = {account.pk: account.balance for account in accounts.values()}
+    params: list[Any] = []
+    for account_id, change in changes.items():
+        params += [account_id, statements.db_value(LedgerAccount, "balance", balance_of[account_id] + change)]
+    statements.execute(_new_balances_sql(len(changes)), params + list(changes))
+    statements.insert(
+        [
+            LedgerEntry(
+                posting_id=posting.pk, account_id=accounts[key].pk, amount=amount, created_at=posting.created_at
+            )
+            for key, amount in movements
+        ]
+    )
     return posting
 
 

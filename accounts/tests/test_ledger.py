@@ -151,8 +151,11 @@ def test_many_small_movements_keep_every_balance_exact(alice: User, bob: User) -
     for number in range(10):
         ledger.hold(user_id=alice.pk, amount=Decimal("0.1"), reference=f"job:{number}:hold", memo="a job")
         ledger.capture(
-            payer_id=alice.pk, payee_id=bob.pk,
-            amount=Decimal("0.1"), fee=Decimal("0.00333333"), reference=f"job:{number}:capture",
+            payer_id=alice.pk,
+            payee_id=bob.pk,
+            amount=Decimal("0.1"),
+            fee=Decimal("0.00333333"),
+            reference=f"job:{number}:capture",
             memo="done",
         )
 
@@ -181,6 +184,28 @@ def test_a_hold_beyond_the_available_balance_is_insufficient_funds_and_applies_n
     assert (available(alice), held(alice)) == (Decimal("1"), Decimal("0"))
     assert not Posting.objects.filter(reference="job:1:hold").exists()
     assert LedgerEntry.objects.count() == entries_before
+    assert_books_sound()
+
+
+def test_a_hold_retried_once_its_money_is_spent_is_still_applied_once_and_not_refused(alice: User) -> None:
+    fund(alice, "3")
+    ledger.hold(user_id=alice.pk, amount=Decimal("3"), reference="job:1:hold", memo="a job")
+
+    assert ledger.hold(user_id=alice.pk, amount=Decimal("3"), reference="job:1:hold", memo="a job") is None
+
+    assert (available(alice), held(alice)) == (Decimal("0"), Decimal("3"))
+
+
+def test_a_caller_that_catches_a_refusal_can_go_on_in_its_transaction(alice: User) -> None:
+    fund(alice, "1")
+
+    with transaction.atomic():
+        with pytest.raises(InsufficientFunds):
+            ledger.hold(user_id=alice.pk, amount=Decimal("2"), reference="job:1:hold", memo="a job")
+        ledger.hold(user_id=alice.pk, amount=Decimal("1"), reference="job:2:hold", memo="a job")
+
+    assert (available(alice), held(alice)) == (Decimal("0"), Decimal("1"))
+    assert list(Posting.objects.values_list("reference", flat=True).filter(kind=PostingKind.JOB_HOLD)) == ["job:2:hold"]
     assert_books_sound()
 
 
@@ -260,8 +285,12 @@ def test_a_capture_pays_the_fee_to_the_platform_and_the_rest_to_the_payee(alice:
     ledger.hold(user_id=alice.pk, amount=Decimal("3"), reference="job:1:hold", memo="a job")
 
     posting = ledger.capture(
-        payer_id=alice.pk, payee_id=bob.pk,
-        amount=Decimal("3"), fee=Decimal("0.15"), reference="job:1:capture", memo="done"
+        payer_id=alice.pk,
+        payee_id=bob.pk,
+        amount=Decimal("3"),
+        fee=Decimal("0.15"),
+        reference="job:1:capture",
+        memo="done",
     )
 
     assert posting is not None and posting.kind == PostingKind.JOB_CAPTURE
@@ -315,7 +344,8 @@ def test_a_capture_whose_fee_is_the_whole_amount_pays_only_the_platform(alice: U
 
     assert posting is not None
     assert entries_of(posting) == {
-        (ALICE, AccountKind.HELD): Decimal("-1"), (None, AccountKind.PLATFORM_FEES): Decimal("1"),
+        (ALICE, AccountKind.HELD): Decimal("-1"),
+        (None, AccountKind.PLATFORM_FEES): Decimal("1"),
     }
     assert_books_sound()
 
@@ -412,7 +442,8 @@ def test_an_adjustment_retried_with_its_reference_is_applied_once(alice: User) -
 
 
 @pytest.mark.parametrize(
-    ("reason", "operator"), [("", "dana"), ("   ", "dana"), ("goodwill", ""), ("goodwill", " \t")],
+    ("reason", "operator"),
+    [("", "dana"), ("   ", "dana"), ("goodwill", ""), ("goodwill", " \t")],
     ids=["no reason", "blank reason", "no operator", "blank operator"],
 )
 def test_an_adjustment_needs_a_reason_and_an_operators_name(alice: User, reason: str, operator: str) -> None:
@@ -488,7 +519,9 @@ def test_an_entry_of_zero_is_refused_by_the_database(alice: User) -> None:
 
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerEntry.objects.create(
-            posting=posting, account=ledger.account_for(user_id=alice.pk, kind=AccountKind.AVAILABLE), amount=0,
+            posting=posting,
+            account=ledger.account_for(user_id=alice.pk, kind=AccountKind.AVAILABLE),
+            amount=0,
             created_at=posting.created_at,
         )
 
@@ -501,8 +534,12 @@ def test_check_ledger_passes_sound_books(alice: User, bob: User) -> None:
     # 0.3 = 0.1 + 0.2 exactly, though not in binary floating point: the check must not cry wolf on SQLite.
     ledger.hold(user_id=alice.pk, amount=Decimal("0.3"), reference="job:1:hold", memo="")
     ledger.capture(
-        payer_id=alice.pk, payee_id=bob.pk,
-        amount=Decimal("0.3"), fee=Decimal("0.1"), reference="job:1:capture", memo=""
+        payer_id=alice.pk,
+        payee_id=bob.pk,
+        amount=Decimal("0.3"),
+        fee=Decimal("0.1"),
+        reference="job:1:capture",
+        memo="",
     )
     ledger.hold(user_id=alice.pk, amount=Decimal("2"), reference="job:2:hold", memo="")
     ledger.release(user_id=alice.pk, amount=Decimal("2"), reference="job:2:release", memo="")
