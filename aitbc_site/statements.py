@@ -10,12 +10,14 @@ Everything else uses the ORM.
 """
 
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache, cached_property
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cache, cached_property, lru_cache
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models.expressions import Col
 
 ModelT = TypeVar("ModelT", bound=models.Model)
@@ -54,22 +56,56 @@ def db_value(model: type[models.Model], name: str, value: Any) -> Any:
     return _prepared(model._meta.get_field(name), value, _connection())
 
 
+@lru_cache(maxsize=1024)
+def _native_sql(sql: str) -> str:
+    """The statement in the driver's own placeholder style: sqlite3 takes `?` where Django's SQL has `%s`."""
+    if _connection().vendor == "sqlite":
+        return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+    return sql
+
+
+@contextmanager
+def _cursor_that_ran(sql: str, params: Sequence[Any]) -> Iterator[Any]:
+    """A DB-API cursor that has run the statement.
+
+    Django's cursor wrapper costs more CPU per statement than SQLite needs to run one of these (an async check, a
+    wrapper object, a query-logging check, the placeholders converted anew every time). This keeps what guards
+    correctness (the connection's health check and opening, no statement in a broken transaction, database errors
+    raised as Django's) and converts the placeholders once per statement and process. While the queries are being
+    watched (DEBUG, a test counting them, an execute wrapper), statements go through Django's cursor, which reports
+    them."""
+    connection = _connection()
+    if connection.queries_logged or connection.execute_wrappers:
+        with connection.cursor() as wrapped:
+            wrapped.execute(sql, params)
+            yield wrapped
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        # Django's SQLite cursor would convert the placeholders again; the driver's own cursor takes them as they are.
+        cursor = connection.connection.cursor() if connection.vendor == "sqlite" else connection.create_cursor()
+        try:
+            cursor.execute(_native_sql(sql), params)
+            yield cursor
+        finally:
+            cursor.close()
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement; the number of rows it changed."""
-    with _connection().cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor_that_ran(sql, params) as cursor:
         return cursor.rowcount
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    with _connection().cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor_that_ran(sql, params) as cursor:
         return cursor.fetchone()
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with _connection().cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor_that_ran(sql, params) as cursor:
         return cursor.fetchall()
 
 
@@ -150,9 +186,7 @@ class Columns(Generic[ModelT]):
     def __init__(self, model: type[ModelT], names: Iterable[str] | None = None, *, alias: str) -> None:
         wanted = None if names is None else {model._meta.get_field(name).attname for name in names}
         # In the model's field order: Model.from_db fills the fields left out in that order.
-        self._fields = [
-            field for field in model._meta.concrete_fields if wanted is None or field.attname in wanted
-        ]
+        self._fields = [field for field in model._meta.concrete_fields if wanted is None or field.attname in wanted]
         self._model = model
         self._alias = alias
         self._attnames = [field.attname for field in self._fields]

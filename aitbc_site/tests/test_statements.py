@@ -2,9 +2,13 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Posting, PostingKind
@@ -118,3 +122,40 @@ def test_insert_returning_pk_numbers_the_row_and_a_conflict_inserts_nothing() ->
 
     assert first.pk is not None and again.pk is None
     assert list(Posting.objects.values_list("pk", "kind")) == [(first.pk, PostingKind.DEPOSIT)]
+
+
+def test_a_statement_breaking_a_constraint_raises_djangos_integrity_error() -> None:
+    posting = Posting(reference="twice", kind=PostingKind.DEPOSIT, created_at=timezone.now())
+    statements.insert([posting])
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        statements.insert([Posting(reference="twice", kind=PostingKind.DEPOSIT, created_at=timezone.now())])
+
+
+def test_no_statement_runs_in_a_transaction_an_error_has_broken() -> None:
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):
+            statements.insert([Posting(reference="p", kind=PostingKind.DEPOSIT, created_at=timezone.now())] * 2)
+
+        with pytest.raises(TransactionManagementError):
+            statements.fetch_one(f"SELECT COUNT(*) FROM {statements.table(Posting)}", [])
+
+
+def test_statements_are_reported_to_whoever_watches_the_queries() -> None:
+    job = make_job()
+
+    with CaptureQueriesContext(connection) as captured:
+        read_back(job.pk)
+        statements.update(Job, where={"id": job.pk}, values={"priority": 3})
+
+    assert [query["sql"].split()[0] for query in captured.captured_queries] == ["SELECT", "UPDATE"]
+    seen: list[str] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        read_back(job.pk)
+
+    assert len(seen) == 1 and seen[0].startswith("SELECT")
