@@ -1,5 +1,6 @@
 """Serializers that refuse what they do not know, so a misspelt field is an error rather than silently ignored."""
 
+import copy
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +10,17 @@ from aitbc_site.exceptions import ApplicationError
 
 
 class StrictSerializer(serializers.Serializer):
+    """A serializer of input. Its fields are never changed per instance (no `self.fields[...]` edits)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # DRF deep-copies every declared field for every instance, re-running each field's __init__, so that an
+        # instance may change its fields; these never do, and a shallow copy is all that binding a field to this
+        # instance needs. A nested serializer is still deep-copied, so its own bound fields are never shared.
+        return {
+            name: copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
+            for name, field in self._declared_fields.items()
+        }
+
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))

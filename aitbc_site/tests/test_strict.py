@@ -1,0 +1,64 @@
+"""Strict serializers: unknown fields are errors, and each instance validates with fields of its own."""
+
+import threading
+
+from rest_framework import serializers
+
+from aitbc_site.strict import StrictSerializer
+
+
+class Limits(StrictSerializer):
+    low = serializers.IntegerField(min_value=0)
+    high = serializers.IntegerField(max_value=9)
+
+
+class Request(StrictSerializer):
+    name = serializers.CharField(max_length=5)
+    tags = serializers.ListField(child=serializers.CharField(max_length=3), required=False)
+    limits = Limits(required=False)
+
+
+def test_an_unknown_field_is_an_error_naming_it() -> None:
+    payload = Request(data={"name": "a", "nmae": "b"})
+
+    assert not payload.is_valid()
+    assert payload.errors == {"nmae": ["Unknown field."]}
+
+
+def test_every_instance_binds_fields_of_its_own_to_itself() -> None:
+    first, second = Request(data={}), Request(data={})
+
+    for name in ("name", "tags", "limits"):
+        assert first.fields[name] is not second.fields[name]
+        assert first.fields[name].parent is first and second.fields[name].parent is second
+    assert first.fields["limits"].fields["low"] is not second.fields["limits"].fields["low"]
+    assert first.fields["limits"].fields["low"].parent is first.fields["limits"]
+    assert first.fields["name"].field_name == "name"
+
+
+def test_the_declared_fields_stay_unbound() -> None:
+    Request(data={"name": "a"}).is_valid()
+
+    assert all(field.parent is None for field in Request._declared_fields.values())
+
+
+def test_validation_is_the_same_in_many_threads_at_once() -> None:
+    bodies = [
+        ({"name": "ok", "tags": ["a"], "limits": {"low": 0, "high": 9}}, True),
+        ({"name": "too long", "tags": ["abcd"], "limits": {"low": -1, "high": 10}}, False),
+    ]
+    wrong: list[object] = []
+
+    def validate(body: dict[str, object], valid: bool) -> None:
+        for _ in range(200):
+            payload = Request(data=body)
+            if payload.is_valid() != valid or (not valid and set(payload.errors) != {"name", "tags", "limits"}):
+                wrong.append(payload.errors)
+
+    threads = [threading.Thread(target=validate, args=bodies[number % 2]) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert wrong == []
