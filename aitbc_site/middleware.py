@@ -25,14 +25,17 @@ class RequestBodyLimitMiddleware:
             declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return json_error_response(400, "BAD_REQUEST", "Content-Length is not a number.")
-        too_big = json_error_response(413, "PAYLOAD_TOO_LARGE", f"Request bodies are limited to {limit} bytes.")
         if declared_length > limit:
-            return too_big
+            return self._too_big(limit)
         if declared_length or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
             try:
                 # Reading `body` enforces the limit on the bytes actually sent and caches them for the parser;
                 # the value itself is not needed here.
                 _ = request.body
             except RequestDataTooBig:
-                return too_big
+                return self._too_big(limit)
         return self.get_response(request)
+
+    @staticmethod
+    def _too_big(limit: int) -> HttpResponse:
+        return json_error_response(413, "PAYLOAD_TOO_LARGE", f"Request bodies are limited to {limit} bytes.")
