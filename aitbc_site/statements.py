@@ -65,7 +65,7 @@ def _native_sql(sql: str) -> str:
 
 
 @contextmanager
-def _cursor_that_ran(sql: str, params: Sequence[Any]) -> Iterator[Any]:
+def _cursor_that_ran(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> Iterator[Any]:
     """A DB-API cursor that has run the statement.
 
     Django's cursor wrapper costs more CPU per statement than SQLite needs to run one of these (an async check, a
@@ -74,7 +74,6 @@ def _cursor_that_ran(sql: str, params: Sequence[Any]) -> Iterator[Any]:
     raised as Django's) and converts the placeholders once per statement and process. While the queries are being
     watched (DEBUG, a test counting them, an execute wrapper), statements go through Django's cursor, which reports
     them."""
-    connection = _connection()
     if connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as wrapped:
             wrapped.execute(sql, params)
@@ -95,17 +94,17 @@ def _cursor_that_ran(sql: str, params: Sequence[Any]) -> Iterator[Any]:
 
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement; the number of rows it changed."""
-    with _cursor_that_ran(sql, params) as cursor:
+    with _cursor_that_ran(_connection(), sql, params) as cursor:
         return cursor.rowcount
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    with _cursor_that_ran(sql, params) as cursor:
+    with _cursor_that_ran(_connection(), sql, params) as cursor:
         return cursor.fetchone()
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with _cursor_that_ran(sql, params) as cursor:
+    with _cursor_that_ran(_connection(), sql, params) as cursor:
         return cursor.fetchall()
 
 
@@ -124,7 +123,8 @@ def update(model: type[models.Model], *, where: Mapping[str, Any], values: Mappi
     params = [_prepared(field(name), value, connection) for name, value in values.items()]
     params += [_prepared(field(name), value, connection) for name, value in where.items() if value is not None]
     compared = tuple((name, value is None) for name, value in where.items())
-    return execute(_update_sql(model, tuple(values), compared), params)
+    with _cursor_that_ran(connection, _update_sql(model, tuple(values), compared), params) as cursor:
+        return cursor.rowcount
 
 
 def _stored_fields(instance: models.Model) -> tuple[models.Field, ...]:
@@ -157,7 +157,9 @@ def insert(instances: Sequence[ModelT]) -> None:
     if not instances:
         return
     connection, fields = _connection(), _stored_fields(instances[0])
-    execute(_insert_sql(type(instances[0]), fields, len(instances), ""), _insert_params(instances, fields, connection))
+    sql = _insert_sql(type(instances[0]), fields, len(instances), "")
+    with _cursor_that_ran(connection, sql, _insert_params(instances, fields, connection)):
+        pass
     for instance in instances:
         instance._state.adding, instance._state.db = False, connection.alias
 
@@ -171,7 +173,10 @@ def insert_returning_pk(instance: models.Model, *, on_conflict_do_nothing: Seque
     if on_conflict_do_nothing:
         suffix = f" ON CONFLICT ({', '.join(column(model, name) for name in on_conflict_do_nothing)}) DO NOTHING"
     suffix += f" RETURNING {quote(model._meta.pk.column)}"
-    row = fetch_one(_insert_sql(model, fields, 1, suffix), _insert_params([instance], fields, connection))
+    with _cursor_that_ran(
+        connection, _insert_sql(model, fields, 1, suffix), _insert_params([instance], fields, connection)
+    ) as cursor:
+        row = cursor.fetchone()
     if row is None:
         return False
     instance.pk = row[0]
