@@ -35,7 +35,8 @@ export API_KEYS="bench-$(random_token)"
 export API_HOST=127.0.0.1
 export API_PORT=${API_PORT:-$(free_port)}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
-export GUNICORN_THREADS=${GUNICORN_THREADS:-8}
+# The embedded default's thread count (deploy/gunicorn.conf.py), unless told otherwise.
+export GUNICORN_THREADS=${GUNICORN_THREADS:-4}
 export MAINTENANCE_INTERVAL_SECONDS=${MAINTENANCE_INTERVAL_SECONDS:-30}
 # Everything the server writes goes to the temporary directory, not to the project's data/.
 export CACHE_DIR="$work/cache"
