@@ -92,10 +92,14 @@ def _cursor_that_ran(connection: BaseDatabaseWrapper, sql: str, params: Sequence
             cursor.close()
 
 
+def _execute(connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]) -> int:
+    with _cursor_that_ran(connection, sql, params) as cursor:
+        return cursor.rowcount
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement; the number of rows it changed."""
-    with _cursor_that_ran(_connection(), sql, params) as cursor:
-        return cursor.rowcount
+    return _execute(_connection(), sql, params)
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -123,8 +127,7 @@ def update(model: type[models.Model], *, where: Mapping[str, Any], values: Mappi
     params = [_prepared(field(name), value, connection) for name, value in values.items()]
     params += [_prepared(field(name), value, connection) for name, value in where.items() if value is not None]
     compared = tuple((name, value is None) for name, value in where.items())
-    with _cursor_that_ran(connection, _update_sql(model, tuple(values), compared), params) as cursor:
-        return cursor.rowcount
+    return _execute(connection, _update_sql(model, tuple(values), compared), params)
 
 
 def _stored_fields(instance: models.Model) -> tuple[models.Field, ...]:
@@ -158,8 +161,7 @@ def insert(instances: Sequence[ModelT]) -> None:
         return
     connection, fields = _connection(), _stored_fields(instances[0])
     sql = _insert_sql(type(instances[0]), fields, len(instances), "")
-    with _cursor_that_ran(connection, sql, _insert_params(instances, fields, connection)):
-        pass
+    _execute(connection, sql, _insert_params(instances, fields, connection))
     for instance in instances:
         instance._state.adding, instance._state.db = False, connection.alias
 
