@@ -199,7 +199,7 @@ class Columns(Generic[ModelT]):
         self._attnames = [field.attname for field in self._fields]
         self.width = len(self._fields)
         # Per connection (one per thread), since the backend's converters are methods of that connection.
-        self._converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[tuple[Col, list[Converter]]]] = (
+        self._converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[tuple[int, Col, Converter]]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -207,25 +207,25 @@ class Columns(Generic[ModelT]):
     def sql(self) -> str:
         return ", ".join(f"{self._alias}.{quote(field.column)}" for field in self._fields)
 
-    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[Col, list[Converter]]]:
+    def _converters_for(self, connection: BaseDatabaseWrapper) -> list[tuple[int, Col, Converter]]:
+        """Every converter to apply, in order, with the position of its column: columns that need none (text,
+        integers) cost nothing when a row is loaded."""
         converters = self._converters.get(connection)
         if converters is None:
             converters = []
-            for field in self._fields:
+            for index, field in enumerate(self._fields):
                 expression = field.get_col(self._model._meta.db_table)
                 backend, own = connection.ops.get_db_converters(expression), expression.get_db_converters(connection)
-                converters.append((expression, backend + own))
+                converters += [(index, expression, convert) for convert in backend + own]
             self._converters[connection] = converters
         return converters
 
     def load(self, row: Sequence[Any], start: int = 0) -> ModelT:
         """The instance of the columns `row[start : start + width]`."""
         connection = _connection()
-        values = []
-        for value, (expression, converters) in zip(
-            row[start : start + self.width], self._converters_for(connection), strict=True
-        ):
-            for convert in converters:
-                value = convert(value, expression, connection)
-            values.append(value)
+        values = list(row[start : start + self.width])
+        if len(values) != self.width:
+            raise ValueError(f"a row of {len(row)} values has no {self.width} columns from {start}")
+        for index, expression, convert in self._converters_for(connection):
+            values[index] = convert(values[index], expression, connection)
         return self._model.from_db(connection.alias, self._attnames, values)
