@@ -25,13 +25,17 @@ def every_field(job: Job) -> dict[str, object]:
     return {field.attname: getattr(job, field.attname) for field in Job._meta.concrete_fields}
 
 
-def read_back(job_id: object) -> Job:
+def job_row(job_id: object) -> tuple[object, ...]:
     row = statements.fetch_one(
         f"SELECT {JOBS.sql} FROM {statements.table(Job)} j WHERE j.{statements.column(Job, 'id')} = %s",
         [statements.db_value(Job, "id", job_id)],
     )
     assert row is not None
-    return JOBS.load(row)
+    return row
+
+
+def read_back(job_id: object) -> Job:
+    return JOBS.load(job_row(job_id))
 
 
 def a_job_with_every_kind_of_value() -> Job:
@@ -159,3 +163,12 @@ def test_statements_are_reported_to_whoever_watches_the_queries() -> None:
         read_back(job.pk)
 
     assert len(seen) == 1 and seen[0].startswith("SELECT")
+
+
+def test_a_row_without_the_columns_asked_for_is_refused() -> None:
+    row = job_row(make_job().pk)
+
+    with pytest.raises(ValueError, match=r"no \d+ columns"):
+        JOBS.load(row[:-1])
+    with pytest.raises(ValueError, match=r"no \d+ columns"):
+        JOBS.load(row, start=1)
