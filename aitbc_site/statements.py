@@ -198,6 +198,8 @@ class Columns(Generic[ModelT]):
         self._alias = alias
         self._attnames = [field.attname for field in self._fields]
         self.width = len(self._fields)
+        # `get`'s SELECT by the names it compares, built once each.
+        self._select_by: dict[tuple[str, ...], str] = {}
         # Per connection (one per thread), since the backend's converters are methods of that connection.
         self._converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[tuple[int, Col, Converter]]] = (
             weakref.WeakKeyDictionary()
@@ -219,6 +221,23 @@ class Columns(Generic[ModelT]):
                 converters += [(index, expression, convert) for convert in backend + own]
             self._converters[connection] = converters
         return converters
+
+    def get(self, **equal: Any) -> ModelT | None:
+        """The instance of the row whose fields (by name, `_id` names for foreign keys) equal these values, or None.
+        A value its field cannot take (a malformed id) raises ValueError or ValidationError, as with the ORM."""
+        connection = _connection()
+        params = [_prepared(self._model._meta.get_field(name), value, connection) for name, value in equal.items()]
+        row = fetch_one(self._where_sql(tuple(equal)), params)
+        return None if row is None else self.load(row)
+
+    def _where_sql(self, names: tuple[str, ...]) -> str:
+        sql = self._select_by.get(names)
+        if sql is None:
+            conditions = " AND ".join(f"{self._alias}.{column(self._model, name)} = %s" for name in names)
+            sql = self._select_by[names] = (
+                f"SELECT {self.sql} FROM {table(self._model)} {self._alias} WHERE {conditions}"
+            )
+        return sql
 
     def load(self, row: Sequence[Any], start: int = 0) -> ModelT:
         """The instance of the columns `row[start : start + width]`."""

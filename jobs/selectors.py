@@ -1,5 +1,4 @@
 from decimal import Decimal
-from functools import cache
 from uuid import UUID
 
 from django.conf import settings
@@ -24,22 +23,15 @@ def effective_status(job: Job) -> str:
 JOB_COLUMNS = statements.Columns(Job, alias="j")
 
 
-@cache
-def _client_job_sql() -> str:
-    j_id, j_client = statements.column(Job, "id"), statements.column(Job, "client")
-    return f"SELECT {JOB_COLUMNS.sql} FROM {statements.table(Job)} j WHERE j.{j_id} = %s AND j.{j_client} = %s"
-
-
 def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     """The caller's own job; another owner's job, or a malformed id, is JOB_NOT_FOUND."""
     try:
-        params = [statements.db_value(Job, "id", job_id), statements.db_value(Job, "client", client.pk)]
+        job = JOB_COLUMNS.get(id=job_id, client=client.pk)
     except (ValueError, ValidationError):
-        raise JobNotFound() from None
-    row = statements.fetch_one(_client_job_sql(), params)
-    if row is None:
+        job = None
+    if job is None:
         raise JobNotFound()
-    return JOB_COLUMNS.load(row)
+    return job
 
 
 def jobs_for_client(*, client: User, status: str | None = None, job_type: str | None = None) -> QuerySet[Job]:
@@ -79,16 +71,8 @@ def job_type_prices() -> list[JobTypePrice]:
 _PRICE_COLUMNS = statements.Columns(JobTypePrice, ("job_type", "price"), alias="p")
 
 
-@cache
-def _price_sql() -> str:
-    return (
-        f"SELECT {_PRICE_COLUMNS.sql} FROM {statements.table(JobTypePrice)} p"
-        f" WHERE p.{statements.column(JobTypePrice, 'job_type')} = %s"
-    )
-
-
 def job_type_price(*, job_type: str) -> Decimal:
-    row = statements.fetch_one(_price_sql(), [statements.db_value(JobTypePrice, "job_type", job_type)])
-    if row is not None:
-        return _PRICE_COLUMNS.load(row).price
+    stored = _PRICE_COLUMNS.get(job_type=job_type)
+    if stored is not None:
+        return stored.price
     return next(price.price for price in job_type_prices() if price.job_type == job_type)

@@ -1,5 +1,4 @@
 from datetime import timedelta
-from functools import cache
 from uuid import UUID
 
 from django.conf import settings
@@ -14,22 +13,15 @@ from miners.models import Miner, MinerStatus
 _MINER_COLUMNS = statements.Columns(Miner, alias="m")
 
 
-@cache
-def _owned_miner_sql() -> str:
-    m_id, m_owner = statements.column(Miner, "id"), statements.column(Miner, "owner")
-    return f"SELECT {_MINER_COLUMNS.sql} FROM {statements.table(Miner)} m WHERE m.{m_id} = %s AND m.{m_owner} = %s"
-
-
 def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
     """The caller's own miner; another owner's miner is indistinguishable from a missing one."""
     try:
-        params = [statements.db_value(Miner, "id", miner_id), statements.db_value(Miner, "owner", owner.pk)]
+        miner = _MINER_COLUMNS.get(id=miner_id, owner=owner.pk)
     except (ValueError, ValidationError):
-        raise MinerNotFound() from None
-    row = statements.fetch_one(_owned_miner_sql(), params)
-    if row is None:
+        miner = None
+    if miner is None:
         raise MinerNotFound()
-    return _MINER_COLUMNS.load(row)
+    return miner
 
 
 def effective_miner_status(miner: Miner) -> str:

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.forms.models import model_to_dict
@@ -172,3 +173,14 @@ def test_a_row_without_the_columns_asked_for_is_refused() -> None:
         JOBS.load(row[:-1])
     with pytest.raises(ValueError, match=r"no \d+ columns"):
         JOBS.load(row, start=1)
+
+
+def test_get_finds_the_row_equal_on_every_named_field_or_none() -> None:
+    job = make_job()
+
+    found = JOBS.get(id=job.pk, client=job.client_id)
+
+    assert found is not None and every_field(found) == every_field(Job.objects.get(pk=job.pk))
+    assert JOBS.get(id=job.pk, client=make_user().pk) is None
+    with pytest.raises(ValidationError):
+        JOBS.get(id="not-a-uuid")
