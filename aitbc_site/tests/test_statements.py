@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_init
 from django.db.transaction import TransactionManagementError
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
@@ -81,6 +82,33 @@ def test_a_row_read_by_hand_equals_the_one_the_orm_reads() -> None:
     assert model_to_dict(loaded) == model_to_dict(Job.objects.get(pk=job.pk))
 
 
+def test_a_loaded_instance_holds_the_state_the_orm_gives_one() -> None:
+    job = make_job(miner=make_miner(), status=JobStatus.RUNNING)
+
+    loaded, from_orm = read_back(job.pk), Job.objects.get(pk=job.pk)
+
+    assert vars(loaded).keys() == vars(from_orm).keys()
+    assert (loaded._state.adding, loaded._state.db) == (from_orm._state.adding, from_orm._state.db)
+    assert (loaded._state.adding, loaded._state.db) == (False, "default")
+    assert loaded == from_orm and loaded.get_deferred_fields() == set()
+
+
+def test_instances_are_built_by_the_model_while_a_signal_listens_for_it() -> None:
+    job = make_job()
+    initialised: list[Job] = []
+
+    def record(sender: type[Job], instance: Job, **kwargs: Any) -> None:
+        initialised.append(instance)
+
+    post_init.connect(record, sender=Job)
+    try:
+        loaded = read_back(job.pk)
+    finally:
+        post_init.disconnect(record, sender=Job)
+
+    assert initialised == [loaded] and every_field(loaded) == every_field(job)
+
+
 def test_some_columns_make_an_instance_with_the_rest_deferred() -> None:
     job = make_job()
     columns = statements.Columns(Job, ("status", "id"), alias="j")
@@ -92,7 +120,8 @@ def test_some_columns_make_an_instance_with_the_rest_deferred() -> None:
     loaded = columns.load(row)
 
     assert (loaded.pk, loaded.status) == (job.pk, JobStatus.PENDING)
-    assert loaded.get_deferred_fields() >= {"parameters", "client_id", "created_at"}
+    assert loaded.get_deferred_fields() == {field.attname for field in Job._meta.concrete_fields} - {"id", "status"}
+    assert loaded.parameters == job.parameters
 
 
 def test_update_changes_only_rows_matching_every_condition_and_none_means_is_null() -> None:
