@@ -1,12 +1,13 @@
 """The hand-written statements store and read back exactly what the ORM does, on SQLite and on PostgreSQL."""
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models.signals import post_init
 from django.db.transaction import TransactionManagementError
 from django.forms.models import model_to_dict
@@ -193,6 +194,27 @@ def test_statements_are_reported_to_whoever_watches_the_queries() -> None:
         read_back(job.pk)
 
     assert len(seen) == 1 and seen[0].startswith("SELECT")
+
+
+def test_each_thread_runs_its_statements_on_the_connection_django_gives_it() -> None:
+    statements.fetch_one("SELECT 1", [])
+    main_threads = connections["default"]
+    opened_in_thread: list[bool] = []
+
+    def run_one_statement() -> None:
+        try:
+            statements.fetch_one("SELECT 1", [])
+            own = connections["default"]
+            opened_in_thread.append(own is not main_threads and own.connection is not None)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=run_one_statement)
+    worker.start()
+    worker.join(timeout=10)
+
+    assert opened_in_thread == [True]
+    assert statements.fetch_one("SELECT 1", []) == (1,)
 
 
 def test_a_row_without_the_columns_asked_for_is_refused() -> None:
