@@ -1,4 +1,3 @@
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -7,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.serializers import AmountField
 from aitbc_site.strict import JSONObjectField, ObjectIdField, StrictSerializer
+from aitbc_site.timestamps import iso_utc
 from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobStatus
 from jobs.selectors import effective_status
@@ -48,12 +48,6 @@ class JobCreateSerializer(StrictSerializer):
 
 # Made once and shared: it only formats values, so the fast documents below write exactly what DRF would.
 _AMOUNT = AmountField(positive=False)
-
-
-def _timestamp(value: datetime | None) -> str | None:
-    """What DRF's DateTimeField writes with TIME_ZONE "UTC": ISO 8601 in UTC, "Z" for "+00:00". Written here
-    since DRF's looks up its settings and the current time zone anew for every value (six per job)."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # The declared fields of the two serializers below document the shape (OpenAPI); `to_representation` writes the
@@ -105,12 +99,12 @@ class JobSerializer(serializers.Serializer):
             "progress": None if job.progress is None else float(job.progress),
             "result": job.result,
             "error": job.error,
-            "created_at": _timestamp(job.created_at),
-            "updated_at": _timestamp(job.updated_at),
-            "started_at": _timestamp(job.started_at),
-            "completed_at": _timestamp(job.completed_at),
-            "expires_at": _timestamp(job.expires_at),
-            "lease_expires_at": _timestamp(job.lease_expires_at),
+            "created_at": iso_utc(job.created_at),
+            "updated_at": iso_utc(job.updated_at),
+            "started_at": iso_utc(job.started_at),
+            "completed_at": iso_utc(job.completed_at),
+            "expires_at": iso_utc(job.expires_at),
+            "lease_expires_at": iso_utc(job.lease_expires_at),
         }
 
 
@@ -134,7 +128,7 @@ class AssignmentSerializer(serializers.Serializer):
             "requirements": job.requirements,
             "priority": job.priority,
             "attempt": job.handouts,
-            "lease_expires_at": _timestamp(job.lease_expires_at),
+            "lease_expires_at": iso_utc(job.lease_expires_at),
             "max_runtime_seconds": job.max_runtime_seconds,
         }
 

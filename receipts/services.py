@@ -13,14 +13,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from aitbc_site import statements
+from aitbc_site.timestamps import iso_utc
 from miners.models import Miner
 from receipts.canonical import CanonicalizationError, canonical_bytes, sha256_tag
 from receipts.keys import ALGORITHM, published_keys, signing_key
 from receipts.models import Receipt
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def receipt_issue(
@@ -60,9 +57,9 @@ def receipt_issue(
             "result_hash": sha256_tag(canonical_bytes(result)) if result is not None else None,
             "error": error,
             "metrics": metrics,
-            "started_at": _iso(started_at),
-            "completed_at": _iso(completed_at),
-            "created_at": _iso(now),
+            "started_at": iso_utc(started_at),
+            "completed_at": iso_utc(completed_at),
+            "created_at": iso_utc(now),
             "prev_hash": previous[1] if previous else None,
             "key_id": key_id,
             "alg": ALGORITHM,
