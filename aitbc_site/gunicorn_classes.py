@@ -8,6 +8,7 @@ that promises the envelope for every error, should get the envelope there too.
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn import glogging, util
@@ -47,6 +48,10 @@ def envelope_response(status: int, reason: str, code: str, message: str) -> byte
 
 
 class EnvelopeThreadWorker(ThreadWorker):
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = _honouring_connection_close(self.wsgi)
+
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         answer = next((answer for kind, answer in _PARSE_ERRORS.items() if isinstance(exc, kind)), None)
         if answer is None:
@@ -60,6 +65,25 @@ class EnvelopeThreadWorker(ThreadWorker):
             util.write_nonblock(client, envelope_response(status, reason, code, message))
         except OSError:
             self.log.debug("Failed to send error message.")
+
+
+def _honouring_connection_close(application: Callable[..., Any]) -> Callable[..., Any]:
+    """The application, able to close the connection after an answer by sending `Connection: close`.
+
+    gunicorn drops every hop-by-hop header an application sends, that one included, and keeps the connection alive;
+    after an answer given without reading the whole body (413, a broken chunk), the unread rest would then be read as
+    the next request. `start_response` is bound to gunicorn's response object, which can be told to close."""
+
+    def application_closing_on_request(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            for name, value in headers:
+                if name.lower() == "connection" and value.lower() == "close":
+                    start_response.__self__.force_close()
+            return start_response(status, headers, exc_info)
+
+        return application(environ, start)
+
+    return application_closing_on_request
 
 
 class Logger(glogging.Logger):

@@ -136,9 +136,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "aitbc_site.requests.RequestIdMiddleware",
     "aitbc_site.metrics.RequestMetricsMiddleware",
+    "aitbc_site.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "aitbc_site.middleware.QueryStringGuardMiddleware",
     "aitbc_site.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -225,7 +227,7 @@ REST_FRAMEWORK = {
     # Deny by default: every view names the role it serves, public views say AllowAny explicitly.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["aitbc_site.json_input.StrictJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "aitbc_site.negotiation.JsonFirstNegotiation",
     "DEFAULT_SCHEMA_CLASS": "aitbc_site.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "aitbc_site.exception_handler.exception_handler",

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -142,6 +142,17 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     permission_classes = [IsMiner]
     rate_limit_group = "miner"
+
+    # A poll hands out jobs: answered to HEAD, it would lease them to a caller that never sees which. DRF answers
+    # HEAD with the GET handler on every route, so it is refused here, before authentication or counting.
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if request.method == "HEAD":
+            raise exceptions.MethodNotAllowed("HEAD")
+        super().initial(request, *args, **kwargs)
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        return [method for method in super().allowed_methods if method != "HEAD"]
 
     @extend_schema(
         operation_id="miner_jobs_poll",

@@ -1,0 +1,55 @@
+"""Request bodies sent with `Transfer-Encoding: chunked`, made into ordinary ones before Django sees them.
+
+A WSGI server that accepts a chunked body (gunicorn does) passes it on as `wsgi.input` with no CONTENT_LENGTH, and
+Django reads a request without a length as having no body: a chunked JSON body would silently be taken as empty.
+This WSGI wrapper reads such a body up to the size cap and hands Django the bytes with their length. What it cannot
+hand on (a body over the cap, a malformed chunk) it marks in the environ for `RequestBodyLimitMiddleware` to answer
+in the API's envelope, with an empty body.
+"""
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+
+BODY_PROBLEM = "aitbc.body_problem"
+TOO_LARGE = "too_large"
+MALFORMED = "malformed"
+
+WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _framing_errors() -> tuple[type[BaseException], ...]:
+    # gunicorn raises its parse errors (a bad chunk size, a missing terminator) and NoMoreData (the client stopped
+    # mid-body) from `wsgi.input.read`; under another server only OSError and ValueError can come.
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # pragma: no cover - gunicorn is a pinned dependency
+        return (OSError, ValueError)
+    return (ParseException, NoMoreData, OSError, ValueError)
+
+
+class ChunkedBodyReader:
+    def __init__(self, application: WSGIApplication) -> None:
+        self.application = application
+        self.errors = _framing_errors()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
+            self._read_chunked(environ)
+        return self.application(environ, start_response)
+
+    def _read_chunked(self, environ: dict[str, Any]) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = b""
+        try:
+            body = environ["wsgi.input"].read(limit + 1)
+        except self.errors:
+            environ[BODY_PROBLEM] = MALFORMED
+        if len(body) > limit:
+            environ[BODY_PROBLEM] = TOO_LARGE
+        if BODY_PROBLEM in environ:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
