@@ -1,11 +1,23 @@
 """Cursor pagination for every list: `{"results", "next", "previous"}` with `limit` 1..100 (default 20)."""
 
+import binascii
+import datetime
+from base64 import b64decode
 from typing import Any
+from urllib import parse
 
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
+
+from aitbc_site.exceptions import ApplicationError
+
+
+class InvalidCursor(ApplicationError):
+    code = "INVALID_CURSOR"
+    default_message = "Not a cursor this API issued; start again from the first page."
 
 
 class CursorPage(CursorPagination):
@@ -26,11 +38,41 @@ class CursorPage(CursorPagination):
             raise serializers.ValidationError({"limit": [f"Must be a whole number from 1 to {self.max_page_size}."]})
         return size
 
-    def decode_cursor(self, request: Request) -> Any:
+    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any] | None:
+        # The cursor's position is read as a value of the ordering's first field, which needs the model.
+        self.model: type[Model] = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """DRF's cursor reading, strict: DRF's drops what is not base64 (so junk reads as the first page) and
+        passes the position to the database unchecked (a forged one is a 500 there)."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
         try:
-            return super().decode_cursor(request)
-        except NotFound:
-            raise serializers.ValidationError({"cursor": ["Not a cursor this API issued."]}) from None
+            tokens = parse.parse_qs(
+                b64decode(encoded.encode("ascii"), validate=True).decode("ascii"),
+                keep_blank_values=True, strict_parsing=True, max_num_fields=3,
+            )
+            offset = int(tokens.get("o", ["0"])[0])
+            reverse = tokens.get("r", ["0"])[0]
+            position = tokens.get("p", [None])[0]
+        except (UnicodeError, binascii.Error, ValueError):
+            raise InvalidCursor() from None
+        if set(tokens) - {"o", "r", "p"} or not 0 <= offset <= self.offset_cutoff or reverse not in ("0", "1"):
+            raise InvalidCursor()
+        if position is not None:
+            self._check_position(position)
+        return Cursor(offset=offset, reverse=reverse == "1", position=position)
+
+    def _check_position(self, position: str) -> None:
+        field = self.model._meta.get_field(self.ordering[0].lstrip("-"))
+        try:
+            value = field.to_python(position)
+        except ValidationError:
+            raise InvalidCursor() from None
+        if value is None or (isinstance(value, datetime.datetime) and value.tzinfo is None):
+            raise InvalidCursor()
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         paged = super().get_paginated_response_schema(schema)

@@ -882,7 +882,7 @@ def test_the_ledger_is_cursor_paginated(db: None) -> None:
     assert [entry["reference"] for entry in second["results"]] == ["deposit:2", "deposit:1"]
 
 
-@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"cursor": "garbage"}], ids=["0", "101", "cursor"])
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}], ids=["0", "101"])
 def test_the_ledger_refuses_invalid_paging(db: None, query: dict[str, str]) -> None:
     assert_api_error(logged_in(ALICE).get(LEDGER, query), status=400, code="VALIDATION_ERROR")
 
