@@ -15,6 +15,8 @@ class AmountField(serializers.CharField):
     """An AITBC amount: a JSON string holding a decimal with at most 8 places. Numbers are refused, since a JSON
     number may already have lost digits on its way."""
 
+    checks_own_json_type = True
+
     def __init__(self, *, positive: bool = True, **kwargs: Any) -> None:
         self.positive = positive
         # No max_length: its validator would run on the Decimal this field returns (len() of a Decimal is a
@@ -36,6 +38,8 @@ class AmountField(serializers.CharField):
 class WalletAddressField(serializers.CharField):
     """A wallet address as clients may spell it (0x…, ait1… or aitbc1… and 40 hex digits), read as its canonical
     spelling; anything else is 400 INVALID_ADDRESS. The OpenAPI schema gives its pattern."""
+
+    checks_own_json_type = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=100, **kwargs)

@@ -4,9 +4,46 @@ import copy
 from typing import Any
 from uuid import UUID
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 from aitbc_site.exceptions import ApplicationError
+
+# The JSON type each kind of field takes from a body. DRF coerces across types (`"5"` to 5, 5 to `"5"`, `"true"` and
+# 1 to True, an integer to a UUID), which hides a client's bug and lets a value mean something other than what was
+# sent. Query strings hold only text, so their serializers keep DRF's parsing. Order matters: subclasses first.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], tuple[type, ...], str], ...] = (
+    (serializers.BooleanField, (bool,), "true or false"),
+    (serializers.IntegerField, (int,), "an integer"),
+    (serializers.FloatField, (int, float), "a number"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.ChoiceField, (str,), "a string"),
+    (serializers.UUIDField, (str,), "a string"),
+    (serializers.DateTimeField, (str,), "a string"),
+)
+
+
+def json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """Why `value`, decoded from a JSON body, is of the wrong JSON type for `field`; None when it is not."""
+    if value is None or getattr(field, "checks_own_json_type", False):
+        return None  # null is the field's own allow_null rule; some fields answer a wrong type with a code of theirs
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        return next(filter(None, (json_type_error(field.child, item) for item in value)), None)
+    for field_class, accepted, described in _JSON_TYPES:
+        if isinstance(field, field_class):
+            # bool is an int subclass in Python, but true is not a number in JSON.
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+                return f"Must be {described}, not {_json_type_name(value)}."
+            return None
+    return None
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    return {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 class StrictSerializer(serializers.Serializer):
@@ -23,9 +60,16 @@ class StrictSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            fields = self.fields
+            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(fields))}
+            if not isinstance(data, QueryDict):
+                for name, value in data.items():
+                    field = fields.get(name)
+                    problem = None if field is None or field.read_only else json_type_error(field, value)
+                    if problem is not None:
+                        errors[name] = [problem]
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -45,11 +89,15 @@ class ObjectIdField(serializers.UUIDField):
     """The id of an object the view looks up next. A malformed id names no object, so it answers that object's 404
     (before any other field's 400), like an unknown id or another owner's: the shape of an id tells nothing."""
 
+    checks_own_json_type = True
+
     def __init__(self, *, not_found: type[ApplicationError], **kwargs: Any) -> None:
         self.not_found = not_found
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> UUID:
+        if not isinstance(data, str):
+            raise self.not_found()  # DRF's UUIDField would read an integer as a UUID
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError:

@@ -1,6 +1,8 @@
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -30,6 +32,24 @@ class JobTypeField(serializers.CharField):
         super().__init__(max_length=64, **kwargs)
 
 
+class MinerEndpointField(serializers.URLField):
+    """Where the miner can be reached: an http(s) URL without credentials, since the URL is stored and shown to
+    operators as it is, and only those schemes are ever called."""
+
+    default_error_messages = {"invalid": "Enter an http:// or https:// URL."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [URLValidator(schemes=["http", "https"], message=self.error_messages["invalid"])]
+
+    def to_internal_value(self, data: Any) -> str:
+        url: str = super().to_internal_value(data)
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise serializers.ValidationError("The URL must not carry a user name or password.")
+        return url
+
+
 class MinerResourcesSerializer(StrictSerializer):
     gpu_model = serializers.CharField(max_length=200, required=False)
     gpu_memory_gb = serializers.FloatField(min_value=0, max_value=1_000_000, required=False)
@@ -42,7 +62,7 @@ class MinerRegisterSerializer(StrictSerializer):
         not_found=MinerNotFound, required=False, help_text="Update this earlier registration instead."
     )
     address = WalletAddressField(help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
-    endpoint = serializers.URLField(max_length=500, required=False, allow_null=True)
+    endpoint = MinerEndpointField(max_length=500, required=False, allow_null=True)
     capabilities = serializers.ListField(
         child=JobTypeField(), min_length=1, max_length=64, help_text="Job types it can run."
     )

@@ -1,10 +1,15 @@
 """Strict serializers: unknown fields are errors, and each instance validates with fields of its own."""
 
 import threading
+from typing import Any
 
+import pytest
 from rest_framework import serializers
+from rest_framework.test import APIClient
 
 from aitbc_site.strict import StrictSerializer
+from aitbc_site.testing import assert_api_error
+from jobs.models import Job
 
 
 class Limits(StrictSerializer):
@@ -62,3 +67,31 @@ def test_validation_is_the_same_in_many_threads_at_once() -> None:
         thread.join(timeout=60)
 
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"priority": "5"}, "priority"),
+        ({"priority": True}, "priority"),
+        ({"priority": "\u0665"}, "priority"),
+        ({"ttl_seconds": "600"}, "ttl_seconds"),
+        ({"job_type": 1}, "job_type"),
+        ({"requirements": {"min_gpu_memory_gb": "16"}}, "requirements"),
+        ({"requirements": {"gpu_model": 4090}}, "requirements"),
+        ({"requirements": {"models": [1]}}, "requirements"),
+    ],
+    ids=["priority a string", "priority true", "priority an Arabic-Indic digit", "ttl a string", "job_type a number",
+         "memory a string", "gpu model a number", "a model a number"],
+)
+def test_a_body_value_of_the_wrong_json_type_is_refused_not_coerced(
+    client_api: APIClient, overrides: dict[str, Any], field: str
+) -> None:
+    body = {"job_type": "llm_inference", "parameters": {}, **overrides}
+
+    response = client_api.post("/v1/client/jobs", body, format="json")
+
+    error = assert_api_error(response, status=400, code="VALIDATION_ERROR")
+
+    assert field in error["details"], error
+    assert not Job.objects.exists()
