@@ -26,7 +26,6 @@ from jobs.exceptions import (
     IdempotencyKeyReused,
     InvalidJobState,
     JobCancelled,
-    JobNotAssigned,
     JobNotFound,
     LeaseExpired,
     PriceAboveMax,
@@ -713,9 +712,10 @@ def _judge_result(
         raise JobNotFound() from None
     row = statements.fetch_one(_latest_attempt_sql(), params)
     if row is None:
-        # Which error it is only matters when there is one, so it is worked out only then.
+        # Which error it is only matters when there is one, so it is worked out only then. A job this miner never
+        # held is JOB_NOT_FOUND whether or not it exists: a miner learns nothing of jobs that are not its own.
         miner_get_for_owner(miner_id=miner_id, owner=owner)
-        raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
+        raise JobNotFound()
     attempt, job = _JUDGED_ATTEMPT.load(row), JOB_COLUMNS.load(row, start=_JUDGED_ATTEMPT.width)
     if attempt.reported_status is not None:
         if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
