@@ -924,6 +924,74 @@ def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
     return deleted
 
 
+@dataclass
+class UnrenderableJob:
+    job_id: UUID
+    # As it read when found (the effective status: a pending job past its deadline reads expired).
+    status: str
+    problem: str
+    # "set_aside", "would_set_aside" (a dry run), "left" (already ended: reads answer it with the values replaced),
+    # "already_set_aside", or "changed" (it moved while being set aside; a run again judges it anew).
+    action: str
+
+
+def quarantine_unrenderable_jobs(
+    *, document: Document, dry_run: bool = False, chunk_size: int = 500
+) -> list[UnrenderableJob]:
+    """Find stored jobs whose `document` cannot be rendered; fail the pending and running ones as a poll would."""
+    found: list[UnrenderableJob] = []
+    after: UUID | None = None
+    while True:
+        # Through the primary key in chunks: the table may be large, and setting jobs aside changes no key.
+        chunk = Job.objects.order_by("pk")
+        if after is not None:
+            chunk = chunk.filter(pk__gt=after)
+        jobs = list(chunk[:chunk_size])
+        if not jobs:
+            return found
+        after = jobs[-1].pk
+        for job in jobs:
+            try:
+                rendering.render(document(job))
+            except rendering.Unrenderable as problem:
+                found.append(_quarantine(job=job, problem=problem, dry_run=dry_run))
+
+
+def _quarantine(*, job: Job, problem: rendering.Unrenderable, dry_run: bool) -> UnrenderableJob:
+    status = effective_status(job)
+    found = UnrenderableJob(
+        job_id=job.pk,
+        status=status,
+        problem=problem.reason + (f" ({', '.join(problem.fields)})" if problem.fields else ""),
+        action="would_set_aside" if dry_run else "set_aside",
+    )
+    if status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        # An ended job keeps what it stored (a completed one was paid for and its receipt signed).
+        already = isinstance(job.error, dict) and job.error.get("code") == UNRENDERABLE_JOB
+        found.action = "already_set_aside" if already else "left"
+        return found
+    if dry_run:
+        return found
+    now = timezone.now()
+    with transaction.atomic():
+        moved = _set_aside_unrenderable(
+            job_id=job.pk,
+            expected=status,
+            expected_handouts=job.handouts,
+            problem=problem,
+            now=now,
+            reason="quarantine_unrenderable_jobs found that its document cannot be rendered",
+        )
+        if moved and status == JobStatus.RUNNING:
+            # Its miner is told to stop through the heartbeat, as for any job ended under it.
+            JobAttempt.objects.filter(job=job, number=job.handouts, outcome__isnull=True).update(
+                outcome=AttemptOutcome.CANCELLED, finished_at=now
+            )
+    if not moved:
+        found.action = "changed"
+    return found
+
+
 # --- operators --------------------------------------------------------------------------------------------------
 
 

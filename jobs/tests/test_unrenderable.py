@@ -8,9 +8,11 @@ document that cannot be rendered, set aside by a poll with its hold released) is
 """
 
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -18,9 +20,9 @@ from accounts.selectors import ledger_problems
 from aitbc_site import rendering
 from conftest import poll, register_miner, submit_job
 from jobs import services
-from jobs.models import Job, JobAttempt, JobEvent, JobStatus
+from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
 from jobs.serializers import AssignmentSerializer
-from jobs.tests.factories import make_miner
+from jobs.tests.factories import make_job, make_miner
 from jobs.tests.test_billing import balances, wallet_client
 from miners.models import Miner
 
@@ -205,3 +207,40 @@ def test_the_renderer_writes_what_drf_writes_and_recovers_only_from_stored_value
         rendering.render({"fine": 1, "bad": "\udc00", "worse": float("inf")})
     assert raised.value.fields == ["bad", "worse"]
     assert "U+DC00" in raised.value.reason
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+
+
+def test_the_command_sets_aside_stored_poison_jobs_and_is_idempotent(stored_as_text: None) -> None:
+    user, api = wallet_client(deposit="10")
+    pending, clean = submit_job(api), submit_job(api)
+    store_json_text(pending["id"], "parameters", LONE_SURROGATE)
+    miner = make_miner()
+    running = make_job(status=JobStatus.RUNNING, miner=miner, handouts=1)
+    JobAttempt.objects.create(job=running, number=1, miner=miner, started_at=running.created_at)
+    store_json_text(running.pk, "parameters", NOT_FINITE)
+    completed = make_job(status=JobStatus.COMPLETED, miner=miner, result={"text": "hi"})
+    store_json_text(completed.pk, "result", LONE_SURROGATE)
+
+    dry = call(["--dry-run", "--chunk-size", "1"])
+    assert Job.objects.get(pk=pending["id"]).status == JobStatus.PENDING
+    first = call(["--chunk-size", "2"])
+    again = call([])
+
+    assert dry[-1] == "would_set_aside=2 left=1 already_set_aside=0 changed=0", dry
+    assert first[-1] == "set_aside=2 left=1 already_set_aside=0 changed=0", first
+    assert f"set_aside job={pending['id']} status=pending:" in "\n".join(first)
+    assert again[-1] == "set_aside=0 left=1 already_set_aside=2 changed=0", again
+    assert_set_aside(pending["id"])
+    assert_set_aside(running.pk)
+    assert JobAttempt.objects.get(job=running).outcome == AttemptOutcome.CANCELLED
+    assert Job.objects.get(pk=completed.pk).status == JobStatus.COMPLETED
+    assert Job.objects.get(pk=clean["id"]).status == JobStatus.PENDING
+    assert balances(user) == (Decimal("7.5"), Decimal("2.5"))
+
+
+def call(arguments: list[str]) -> list[str]:
+    out = StringIO()
+    call_command("quarantine_unrenderable_jobs", *arguments, stdout=out)
+    return out.getvalue().splitlines()
