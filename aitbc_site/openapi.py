@@ -34,7 +34,7 @@ _DESCRIPTIONS = {
     403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
     404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
     405: "METHOD_NOT_ALLOWED.",
-    409: "Conflicts with the current state (JOB_NOT_ASSIGNED, INVALID_JOB_STATE, IDEMPOTENCY_KEY_REUSED …).",
+    409: "Conflicts with the current state (INVALID_JOB_STATE, LEASE_EXPIRED, IDEMPOTENCY_KEY_REUSED …).",
     429: "RATE_LIMITED: over the rate limit; retry after the seconds in the Retry-After header.",
     413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
     414: "URI_TOO_LONG: the request line (method, path and query string) is limited to 4094 bytes.",

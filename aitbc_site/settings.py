@@ -226,7 +226,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["aitbc_site.authentication.ApiKeyAuthentication"],
     # Deny by default: every view names the role it serves, public views say AllowAny explicitly.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["aitbc_site.rendering.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["aitbc_site.json_input.StrictJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "aitbc_site.negotiation.JsonFirstNegotiation",
     "DEFAULT_SCHEMA_CLASS": "aitbc_site.openapi.AutoSchema",

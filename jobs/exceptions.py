@@ -6,11 +6,6 @@ class JobNotFound(NotFound):
     default_message = "No job with that id belongs to this API key's owner."
 
 
-class JobNotAssigned(Conflict):
-    code = "JOB_NOT_ASSIGNED"
-    default_message = "This miner does not hold the job."
-
-
 class InvalidJobState(Conflict):
     code = "INVALID_JOB_STATE"
     default_message = "The job's state does not allow this."

@@ -4,7 +4,9 @@ App dependencies point one way: accounts ← miners ← receipts ← jobs. Only 
 only through `transition`, a compare-and-set that is race-safe on SQLite and PostgreSQL alike.
 """
 
+import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,12 +23,11 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import User
 from accounts.services import wallet_user_for
-from aitbc_site import statements
+from aitbc_site import rendering, statements
 from jobs.exceptions import (
     IdempotencyKeyReused,
     InvalidJobState,
     JobCancelled,
-    JobNotAssigned,
     JobNotFound,
     LeaseExpired,
     PriceAboveMax,
@@ -38,6 +39,8 @@ from miners.selectors import miner_get_for_owner
 from receipts.models import Receipt
 from receipts.selectors import receipt_for_attempt
 from receipts.services import receipt_issue
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 SYSTEM = "system"
@@ -252,11 +255,19 @@ def _idempotent_replay(*, client: User, idempotency_key: str, request_body: Any,
 # --- hand-out ---------------------------------------------------------------------------------------------------
 
 
+# What a poll answers for a job it hands out (the view's AssignmentSerializer document).
+Document = Callable[[Job], Any]
+
+
 @dataclass
 class ClaimResult:
     jobs: list[Job] = field(default_factory=list)
+    # The miner's document of each job in `jobs`, in order: rendered before the hand-out committed.
+    documents: list[Any] = field(default_factory=list)
     # Why nothing was handed out: "no_matching_jobs", "at_capacity" or "draining"; None when jobs were.
     reason: str | None = None
+    # Jobs this poll met whose document cannot be rendered: failed UNRENDERABLE_JOB instead of handed out.
+    set_aside: list[UUID] = field(default_factory=list)
 
 
 def _meets_requirements(miner: Miner, requirements: dict[str, Any]) -> bool:
@@ -335,8 +346,9 @@ def _another_capable_miner_exists(miner: Miner, job_type: str, now: datetime) ->
     return any(job_type in other.capabilities for other in others.only("capabilities"))
 
 
-def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
-    """Hand the miner up to `limit` pending jobs it can run, highest priority first, then oldest."""
+def job_claim(*, miner: Miner, limit: int, document: Document) -> ClaimResult:
+    """Hand the miner up to `limit` pending jobs it can run, highest priority first, then oldest, each with its
+    `document`; a job whose document cannot be rendered is failed instead and its place given to the next one."""
     now = timezone.now()
     miner_touch(miner=miner, now=now)
     if miner.status == MinerStatus.DRAINING:
@@ -350,6 +362,8 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
         return ClaimResult(reason="at_capacity")
 
     claimed: list[Job] = []
+    documents: list[Any] = []
+    set_aside: list[UUID] = []
     passed_over: set[UUID] = set()
     scanned = 0
     # The hand-outs' events and attempts, written together at the end rather than two inserts per job.
@@ -374,17 +388,36 @@ def job_claim(*, miner: Miner, limit: int) -> ClaimResult:
                 skip = not _meets_requirements(miner, job.requirements) or (
                     job.pk in retried_here and _another_capable_miner_exists(miner, job.job_type, now)
                 )
-                if skip or not _start_attempt(job=job, miner=miner, now=now, events=events, attempts=attempts):
+                if skip:
+                    passed_over.add(job.pk)
+                    continue
+                try:
+                    handed = _start_attempt(
+                        job=job, miner=miner, now=now, events=events, attempts=attempts, document=document
+                    )
+                except rendering.Unrenderable as problem:
+                    # Its slot goes to the next candidate (read on if need be): one bad row must not make a miner
+                    # with room wait out a back-off while other work is queued. Only this rare path reads more.
+                    if _set_aside_unrenderable(
+                        job_id=job.pk, expected=JobStatus.PENDING, problem=problem, now=now, events=events,
+                        reason="the poll that met it could not render its document, so it was not handed out",
+                    ):
+                        logger.warning("Job %s failed %s, not handed out: %s", job.pk, UNRENDERABLE_JOB, problem.reason)
+                        set_aside.append(job.pk)
+                    passed_over.add(job.pk)
+                    continue
+                if handed is None:
                     passed_over.add(job.pk)
                 else:
                     claimed.append(job)
+                    documents.append(handed)
             if len(batch) < size:
                 break
         statements.insert(events)
         statements.insert(attempts)
     if not claimed:
-        return ClaimResult(reason="no_matching_jobs")
-    return ClaimResult(jobs=claimed)
+        return ClaimResult(reason="no_matching_jobs", set_aside=set_aside)
+    return ClaimResult(jobs=claimed, documents=documents, set_aside=set_aside)
 
 
 def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> datetime:
@@ -393,29 +426,77 @@ def _lease_end(*, started_at: datetime, max_runtime: int, now: datetime) -> date
 
 
 def _start_attempt(
-    *, job: Job, miner: Miner, now: datetime, events: list[JobEvent], attempts: list[JobAttempt]
-) -> bool:
-    """Hand a pending job to the miner; `job` then reads as the running hand-out. Its event and attempt row are
-    added to `events` and `attempts`, for the caller to write before its transaction ends."""
+    *, job: Job, miner: Miner, now: datetime, events: list[JobEvent], attempts: list[JobAttempt], document: Document
+) -> Any:
+    """Hand a pending job to the miner: its document, or None if another request changed the job first; `job`
+    then reads as the running hand-out. Its event and attempt row are added to `events` and `attempts`, for the
+    caller to write before its transaction ends. Raises Unrenderable, having written nothing, if the document
+    cannot be rendered."""
+    reason = f"attempt {job.attempts + 1} handed to the miner"
+    handout: dict[str, Any] = {
+        "miner": miner,
+        "attempts": job.attempts + 1,
+        "handouts": job.handouts + 1,
+        "started_at": now,
+        "progress": None,
+        "lease_expires_at": _lease_end(started_at=now, max_runtime=job.max_runtime_seconds, now=now),
+    }
+    # The document is made from the job as the hand-out leaves it and rendered before the hand-out is written, so
+    # nothing is committed that the answer could not carry. The instance is the caller's to drop if this fails.
+    for name, value in handout.items():
+        setattr(job, name, value)
+    answer = document(job)
+    rendering.render(answer)
     started = transition(
         job_id=job.pk,
         expected=JobStatus.PENDING,
         new=JobStatus.RUNNING,
         actor=miner_actor(miner.pk),
-        reason=f"attempt {job.attempts + 1} handed to the miner",
+        reason=reason,
         now=now,
         job=job,
-        miner=miner,
-        attempts=job.attempts + 1,
-        handouts=job.handouts + 1,
-        started_at=now,
-        progress=None,
-        lease_expires_at=_lease_end(started_at=now, max_runtime=job.max_runtime_seconds, now=now),
         events=events,
+        **handout,
     )
-    if started:
-        attempts.append(JobAttempt(job_id=job.pk, number=job.handouts, miner=miner, started_at=now))
-    return started
+    if not started:
+        return None
+    attempts.append(JobAttempt(job_id=job.pk, number=job.handouts, miner=miner, started_at=now))
+    return answer
+
+
+UNRENDERABLE_JOB = "UNRENDERABLE_JOB"
+
+
+def _set_aside_unrenderable(
+    *,
+    job_id: UUID,
+    expected: str,
+    problem: rendering.Unrenderable,
+    now: datetime,
+    reason: str,
+    events: list[JobEvent] | None = None,
+    expected_handouts: int | None = None,
+) -> bool:
+    """Fail a pending or running job whose document cannot be rendered, releasing its hold. False if the job
+    changed first."""
+    where = f" ({', '.join(problem.fields)})" if problem.fields else ""
+    return transition(
+        job_id=job_id,
+        expected=expected,
+        new=JobStatus.FAILED,
+        actor=SYSTEM,
+        reason=f"{reason}: {problem.reason}{where}",
+        now=now,
+        events=events,
+        expected_handouts=expected_handouts,
+        completed_at=now,
+        lease_expires_at=None,
+        error={
+            "code": UNRENDERABLE_JOB,
+            "message": f"The job's document cannot be rendered as JSON, so no miner is handed it: {problem.reason}.",
+            "details": {"fields": problem.fields},
+        },
+    )
 
 
 # --- liveness ---------------------------------------------------------------------------------------------------
@@ -713,9 +794,10 @@ def _judge_result(
         raise JobNotFound() from None
     row = statements.fetch_one(_latest_attempt_sql(), params)
     if row is None:
-        # Which error it is only matters when there is one, so it is worked out only then.
+        # Which error it is only matters when there is one, so it is worked out only then. A job this miner never
+        # held is JOB_NOT_FOUND whether or not it exists: a miner learns nothing of jobs that are not its own.
         miner_get_for_owner(miner_id=miner_id, owner=owner)
-        raise JobNotAssigned() if Job.objects.filter(pk=job_id).exists() else JobNotFound()
+        raise JobNotFound()
     attempt, job = _JUDGED_ATTEMPT.load(row), JOB_COLUMNS.load(row, start=_JUDGED_ATTEMPT.width)
     if attempt.reported_status is not None:
         if (attempt.reported_status, attempt.result, attempt.error) == (status, result, error):
@@ -840,6 +922,74 @@ def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
     )
     deleted, _ = Miner.objects.filter(pk__in=list(purgeable.values_list("pk", flat=True))).delete()
     return deleted
+
+
+@dataclass
+class UnrenderableJob:
+    job_id: UUID
+    # As it read when found (the effective status: a pending job past its deadline reads expired).
+    status: str
+    problem: str
+    # "set_aside", "would_set_aside" (a dry run), "left" (already ended: reads answer it with the values replaced),
+    # "already_set_aside", or "changed" (it moved while being set aside; a run again judges it anew).
+    action: str
+
+
+def quarantine_unrenderable_jobs(
+    *, document: Document, dry_run: bool = False, chunk_size: int = 500
+) -> list[UnrenderableJob]:
+    """Find stored jobs whose `document` cannot be rendered; fail the pending and running ones as a poll would."""
+    found: list[UnrenderableJob] = []
+    after: UUID | None = None
+    while True:
+        # Through the primary key in chunks: the table may be large, and setting jobs aside changes no key.
+        chunk = Job.objects.order_by("pk")
+        if after is not None:
+            chunk = chunk.filter(pk__gt=after)
+        jobs = list(chunk[:chunk_size])
+        if not jobs:
+            return found
+        after = jobs[-1].pk
+        for job in jobs:
+            try:
+                rendering.render(document(job))
+            except rendering.Unrenderable as problem:
+                found.append(_quarantine(job=job, problem=problem, dry_run=dry_run))
+
+
+def _quarantine(*, job: Job, problem: rendering.Unrenderable, dry_run: bool) -> UnrenderableJob:
+    status = effective_status(job)
+    found = UnrenderableJob(
+        job_id=job.pk,
+        status=status,
+        problem=problem.reason + (f" ({', '.join(problem.fields)})" if problem.fields else ""),
+        action="would_set_aside" if dry_run else "set_aside",
+    )
+    if status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        # An ended job keeps what it stored (a completed one was paid for and its receipt signed).
+        already = isinstance(job.error, dict) and job.error.get("code") == UNRENDERABLE_JOB
+        found.action = "already_set_aside" if already else "left"
+        return found
+    if dry_run:
+        return found
+    now = timezone.now()
+    with transaction.atomic():
+        moved = _set_aside_unrenderable(
+            job_id=job.pk,
+            expected=status,
+            expected_handouts=job.handouts,
+            problem=problem,
+            now=now,
+            reason="quarantine_unrenderable_jobs found that its document cannot be rendered",
+        )
+        if moved and status == JobStatus.RUNNING:
+            # Its miner is told to stop through the heartbeat, as for any job ended under it.
+            JobAttempt.objects.filter(job=job, number=job.handouts, outcome__isnull=True).update(
+                outcome=AttemptOutcome.CANCELLED, finished_at=now
+            )
+    if not moved:
+        found.action = "changed"
+    return found
 
 
 # --- operators --------------------------------------------------------------------------------------------------

@@ -165,8 +165,10 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         query = PollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         miner = miner_get_working(miner_id=query.validated_data["miner_id"], owner=request.user)
-        claim = services.job_claim(miner=miner, limit=query.validated_data["limit"])
-        body: dict[str, Any] = {"results": AssignmentSerializer(claim.jobs, many=True).data}
+        claim = services.job_claim(
+            miner=miner, limit=query.validated_data["limit"], document=AssignmentSerializer().to_representation
+        )
+        body: dict[str, Any] = {"results": claim.documents}
         if claim.reason is not None:
             body["reason"] = claim.reason
             body["retry_after"] = RETRY_AFTER_SECONDS.get(claim.reason, heartbeat_interval())

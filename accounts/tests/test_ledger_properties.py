@@ -28,6 +28,7 @@ from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, User
 from accounts.selectors import ledger_problems
 from accounts.services import service_user_create, wallet_user_for
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobTypePrice
+from jobs.serializers import AssignmentSerializer
 from jobs.services import (
     expire_overdue_jobs,
     job_cancel,
@@ -158,7 +159,11 @@ class World:
         elif isinstance(action, Submit):
             self._submit(action)
         elif isinstance(action, Claim):
-            job_claim(miner=Miner.objects.get(pk=self.miners[action.miner].pk), limit=3)
+            job_claim(
+                miner=Miner.objects.get(pk=self.miners[action.miner].pk),
+                limit=3,
+                document=AssignmentSerializer().to_representation,
+            )
         elif isinstance(action, Complete | Fail):
             job = self._running(action.pick)
             if job is not None:
@@ -215,7 +220,11 @@ class World:
     def _running(self, pick: int) -> Job | None:
         """A running job; if there is none, a miner takes one first (so results do not wait on a lucky hand-out)."""
         if not Job.objects.filter(status=JobStatus.RUNNING).exists():
-            job_claim(miner=Miner.objects.get(pk=self.miners[pick % len(self.miners)].pk), limit=1)
+            job_claim(
+                miner=Miner.objects.get(pk=self.miners[pick % len(self.miners)].pk),
+                limit=1,
+                document=AssignmentSerializer().to_representation,
+            )
         return self._pick(pick, JobStatus.RUNNING)
 
     def _pick(self, pick: int, *statuses: str) -> Job | None:

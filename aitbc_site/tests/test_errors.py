@@ -186,7 +186,7 @@ def test_our_errors_and_drfs_share_the_envelope(client_api: APIClient, miner_api
     )
     drfs = client_api.get("/v1/client/jobs", {"limit": 0})
 
-    assert_api_error(ours, status=409, code="JOB_NOT_ASSIGNED")
+    assert_api_error(ours, status=404, code="JOB_NOT_FOUND")
     assert_api_error(drfs, status=400, code="VALIDATION_ERROR")
 
 

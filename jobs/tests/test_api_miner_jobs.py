@@ -302,27 +302,28 @@ def test_a_different_result_for_a_finished_job_is_invalid_job_state(
     assert Job.objects.get(pk=job["id"]).result == {"text": "42"}
 
 
-def test_a_result_for_a_job_the_miner_was_never_handed_is_job_not_assigned(
+def test_a_result_for_a_job_the_miner_was_never_handed_is_job_not_found(
     client_api: APIClient, miner_api: APIClient
 ) -> None:
     job = submit_job(client_api)
     miner = register_miner(miner_api)
 
-    assert_api_error(post_result(miner_api, miner["id"], job["id"]), status=409, code="JOB_NOT_ASSIGNED")
+    never_handed = assert_api_error(post_result(miner_api, miner["id"], job["id"]), status=404, code="JOB_NOT_FOUND")
+    unknown = assert_api_error(post_result(miner_api, miner["id"], str(uuid.uuid4())), status=404, code="JOB_NOT_FOUND")
+
+    assert never_handed == unknown, "a miner must not tell a job it never held from one that does not exist"
     assert Job.objects.get(pk=job["id"]).status == JobStatus.PENDING
 
 
-def test_a_result_for_a_job_another_miner_holds_is_job_not_assigned(
+def test_a_result_for_a_job_another_miner_holds_is_job_not_found(
     client_api: APIClient, miner_api: APIClient, other_miner_api: APIClient
 ) -> None:
     job, holder = start_job(client_api, miner_api)
     other = register_miner(other_miner_api)
     own_second_miner = register_miner(miner_api)
 
-    assert_api_error(post_result(other_miner_api, other["id"], job["id"]), status=409, code="JOB_NOT_ASSIGNED")
-    assert_api_error(
-        post_result(miner_api, own_second_miner["id"], job["id"]), status=409, code="JOB_NOT_ASSIGNED"
-    )
+    assert_api_error(post_result(other_miner_api, other["id"], job["id"]), status=404, code="JOB_NOT_FOUND")
+    assert_api_error(post_result(miner_api, own_second_miner["id"], job["id"]), status=404, code="JOB_NOT_FOUND")
     stored = Job.objects.get(pk=job["id"])
     assert (stored.status, str(stored.miner_id)) == (JobStatus.RUNNING, holder["id"])
 

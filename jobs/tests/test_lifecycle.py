@@ -359,11 +359,13 @@ def test_a_stale_result_after_another_miner_took_the_job_is_refused(
 
 
 @pytest.mark.django_db
-def test_a_miner_that_never_held_the_job_is_refused(client_api, miner_api, other_miner_api, two_miners) -> None:
+def test_a_miner_that_never_held_the_job_is_told_it_is_not_found(
+    client_api, miner_api, other_miner_api, two_miners
+) -> None:
     first, second = two_miners
     job = submit_job(client_api)
     poll(miner_api, first["id"])
-    assert_api_error(post_result(other_miner_api, second["id"], job["id"]), status=409, code="JOB_NOT_ASSIGNED")
+    assert_api_error(post_result(other_miner_api, second["id"], job["id"]), status=404, code="JOB_NOT_FOUND")
 
 
 # --- the timeline and maintenance --------------------------------------------------------------------------------
