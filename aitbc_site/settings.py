@@ -1,5 +1,6 @@
 """The only settings module. Every value comes from the environment (see .env.example for the full list)."""
 
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -193,7 +194,12 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["CONN_MAX_AGE"] = None
     _database["CONN_HEALTH_CHECKS"] = False
     if _database["NAME"] and _database["NAME"] != ":memory:":
-        Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # The database holds every balance, key hash and session: its directory and the file are made readable by
+        # their owner only, before SQLite would create the file with the umask's mode (its -wal and -shm files take
+        # the database file's mode).
+        _database_file = Path(_database["NAME"])
+        _database_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(_database_file, os.O_CREAT | os.O_WRONLY, 0o600))
 # Django's own backends, not django-prometheus' wrappers of them: those time and count every statement in
 # prometheus_client's multiprocess files (and build a cursor class per cursor), about a tenth of a job cycle's CPU.
 # Request latency by route is measured anyway; per-statement figures belong to the database (pg_stat_statements).
