@@ -1,8 +1,8 @@
 """Where the coordinator learns what the chain paid: the Esplora REST API, Bitcoin Core's JSON-RPC, or operators.
 
-Each backend answers one question — which outputs pay this address, with how many confirmations — and raises
-BackendError for anything it cannot answer (down, timing out, or answering garbage), so the caller changes nothing
-and tries again on its next round.
+Each backend answers three questions — how high the chain is, whether an address was ever paid, and which outputs
+pay an address, with how many confirmations and in which block — and raises BackendError for anything it cannot
+answer (down, timing out, or answering garbage), so the caller changes nothing and tries again on its next round.
 """
 
 import json
@@ -32,9 +32,18 @@ class ChainOutput:
     confirmations: int
     # When the block holding it was mined; None while it waits in the mempool.
     block_time: datetime | None
+    # The height of that block; None while it waits in the mempool. What decides an output's age: block times may
+    # be hours off, heights never are.
+    block_height: int | None = None
 
 
 class ChainBackend(Protocol):
+    # The height of the chain's tip; None when the backend reads no chain (manual).
+    def tip_height(self) -> int | None: ...
+
+    # Whether any transaction, confirmed or in the mempool, ever paid or spent from the address.
+    def address_has_history(self, address: str) -> bool: ...
+
     # `since`: when the address was handed out; nothing paid to it can be older.
     def watch(self, address: str, *, since: datetime) -> None: ...
 
@@ -43,7 +52,14 @@ class ChainBackend(Protocol):
 
 
 class ManualBackend:
-    """Nothing is watched: operators confirm payments in the admin."""
+    """Nothing is watched: operators confirm payments in the admin. It reads no chain, so it knows no tip height and
+    no address's history: the operator checks both in the wallet before confirming."""
+
+    def tip_height(self) -> int | None:
+        return None
+
+    def address_has_history(self, address: str) -> bool:
+        return False
 
     def watch(self, address: str, *, since: datetime) -> None:
         return None
@@ -84,11 +100,21 @@ class EsploraBackend:
     def watch(self, address: str, *, since: datetime) -> None:
         return None  # Esplora indexes every address already.
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def tip_height(self) -> int:
         tip_text = self._get("/blocks/tip/height").text.strip()
         if not tip_text.isdigit():
             raise BackendError(f"Esplora tip height is not a number: {tip_text[:50]!r}")
-        tip = int(tip_text)
+        return int(tip_text)
+
+    def address_has_history(self, address: str) -> bool:
+        stats = _get_json(self._get(f"/address/{address}"))
+        try:
+            return int(stats["chain_stats"]["tx_count"]) + int(stats["mempool_stats"]["tx_count"]) > 0
+        except (KeyError, TypeError, ValueError) as error:
+            raise BackendError(f"Esplora answer for {address} is not address statistics: {error!r}") from None
+
+    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+        tip = self.tip_height()
         try:
             transactions = self._transactions_since(address, since=since)
             return [
@@ -100,6 +126,9 @@ class EsploraBackend:
                     if transaction["status"]["confirmed"]
                     else 0,
                     block_time=datetime.fromtimestamp(int(transaction["status"]["block_time"]), tz=UTC)
+                    if transaction["status"]["confirmed"]
+                    else None,
+                    block_height=int(transaction["status"]["block_height"])
                     if transaction["status"]["confirmed"]
                     else None,
                 )
@@ -171,6 +200,24 @@ class BitcoindBackend:
         if not imported:
             raise BackendError(f"bitcoind did not import the descriptor of {address}: {results}")
 
+    def tip_height(self) -> int:
+        height = self._call("getblockcount")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise BackendError(f"bitcoind block count is not a height: {str(height)[:50]!r}")
+        return height
+
+    def address_has_history(self, address: str) -> bool:
+        # What the watch-only wallet knows, mempool included (minconf 0), the same RPC `outputs_to` reads. An
+        # address it never imported has no entry: that is enough, since the wallet then only ever learns of this
+        # address's transactions from its import's rescan (two hours before the payment was asked for), and outputs
+        # confirmed at or below the payment's recorded tip height never count anyway. `scantxoutset` would see
+        # unspent outputs of any address, but reads the whole UTXO set (minutes on mainnet) within a request.
+        try:
+            received = self._call("listreceivedbyaddress", 0, True, True, address)
+            return any(entry["address"] == address and entry["txids"] for entry in received)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise BackendError(f"bitcoind answer for {address} is not what the RPC documents: {error!r}") from None
+
     def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
         # The watch-only wallet lists everything paid to the address, `since` or not.
         try:
@@ -181,6 +228,7 @@ class BitcoindBackend:
                 transaction = self._call("gettransaction", txid, True)
                 confirmations = max(int(transaction["confirmations"]), 0)
                 block_time = transaction.get("blocktime")
+                block_height = transaction.get("blockheight")
                 outputs.extend(
                     ChainOutput(
                         txid=txid,
@@ -188,6 +236,7 @@ class BitcoindBackend:
                         value_btc=Decimal(detail["amount"]).quantize(SATOSHI),
                         confirmations=confirmations,
                         block_time=datetime.fromtimestamp(int(block_time), tz=UTC) if block_time else None,
+                        block_height=int(block_height) if block_height is not None and confirmations else None,
                     )
                     for detail in transaction["details"]
                     if detail.get("address") == address and detail.get("category") == "receive"
