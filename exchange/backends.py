@@ -47,8 +47,11 @@ class ChainBackend(Protocol):
     # `since`: when the address was handed out; nothing paid to it can be older.
     def watch(self, address: str, *, since: datetime) -> None: ...
 
-    # Every output paying the address since then (at least; older ones may come too).
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]: ...
+    # Every output paying the address since then, or above `after_height` when given (at least; older ones may
+    # come too).
+    def outputs_to(
+        self, address: str, *, since: datetime, after_height: int | None = None
+    ) -> list[ChainOutput]: ...
 
 
 class ManualBackend:
@@ -64,7 +67,7 @@ class ManualBackend:
     def watch(self, address: str, *, since: datetime) -> None:
         return None
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
         return []
 
 
@@ -113,10 +116,10 @@ class EsploraBackend:
         except (KeyError, TypeError, ValueError) as error:
             raise BackendError(f"Esplora answer for {address} is not address statistics: {error!r}") from None
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
         tip = self.tip_height()
         try:
-            transactions = self._transactions_since(address, since=since)
+            transactions = self._transactions_since(address, since=since, after_height=after_height)
             return [
                 ChainOutput(
                     txid=str(transaction["txid"]),
@@ -139,15 +142,23 @@ class EsploraBackend:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BackendError(f"Esplora answer for {address} is not a transaction list: {error!r}") from None
 
-    def _transactions_since(self, address: str, *, since: datetime) -> list[dict[str, Any]]:
-        """The address's transactions, newest first, paging back through confirmed ones until a page ends before
-        `since` (less the block time leeway) or the history ends."""
+    def _transactions_since(
+        self, address: str, *, since: datetime, after_height: int | None
+    ) -> list[dict[str, Any]]:
+        """The address's transactions, newest first, paging back through confirmed ones until a page ends at or
+        below `after_height` (when given: heights are exact), else before `since` less the block time leeway, or
+        the history ends."""
         oldest_wanted = (since - BLOCK_TIME_LEEWAY).timestamp()
         page: list[dict[str, Any]] = _get_json(self._get(f"/address/{address}/txs"))
         transactions = list(page)
         for _ in range(self.MAX_PAGES):
             confirmed = [transaction for transaction in page if transaction["status"]["confirmed"]]
-            if len(confirmed) < self.CONFIRMED_PAGE or int(confirmed[-1]["status"]["block_time"]) < oldest_wanted:
+            if len(confirmed) < self.CONFIRMED_PAGE:
+                return transactions
+            oldest = confirmed[-1]["status"]
+            if (int(oldest["block_height"]) <= after_height) if after_height is not None else (
+                int(oldest["block_time"]) < oldest_wanted
+            ):
                 return transactions
             page = _get_json(self._get(f"/address/{address}/txs/chain/{confirmed[-1]['txid']}"))
             transactions.extend(page)
@@ -218,7 +229,7 @@ class BitcoindBackend:
         except (KeyError, TypeError, AttributeError) as error:
             raise BackendError(f"bitcoind answer for {address} is not what the RPC documents: {error!r}") from None
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
         # The watch-only wallet lists everything paid to the address, `since` or not.
         try:
             received = self._call("listreceivedbyaddress", 0, True, True, address)

@@ -27,9 +27,12 @@ class Observation:
     confirmations: int
 
 
+def _outputs(backend: ChainBackend, payment: Payment) -> list[ChainOutput]:
+    return backend.outputs_to(payment.address, since=payment.created_at, after_height=payment.chain_height)
+
+
 def observe(backend: ChainBackend, payment: Payment) -> Observation:
-    outputs = [output for output in backend.outputs_to(payment.address, since=payment.created_at)
-               if is_newer_than_request(payment, output)]
+    outputs = [output for output in _outputs(backend, payment) if is_newer_than_request(payment, output)]
     if payment.derivation_index is None:
         outputs = _own_output_on_shared_address(payment, outputs)
     outputs.sort(key=lambda output: (output.txid, output.vout))
@@ -79,7 +82,7 @@ def late_outputs(backend: ChainBackend, payment: Payment) -> list[ChainOutput]:
     transaction may still be replaced; BITCOIN_MIN_CONFIRMATIONS 0 is about crediting, not about recording), and on
     the shared address of its exact amount and no other payment's."""
     least = max(settings.BITCOIN_MIN_CONFIRMATIONS, 1)
-    outputs = [output for output in backend.outputs_to(payment.address, since=payment.created_at)
+    outputs = [output for output in _outputs(backend, payment)
                if is_newer_than_request(payment, output) and output.confirmations >= least]
     if payment.derivation_index is None:
         claimed = _claimed_on_shared_address(payment)

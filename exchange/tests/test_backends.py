@@ -130,6 +130,28 @@ def test_esplora_pages_back_only_until_the_transactions_are_older_than_asked_for
     assert pages[1].startswith(f"GET /api/address/{ADDRESS}/txs/chain/")
 
 
+def test_esplora_given_a_height_pages_back_until_the_transactions_are_at_or_below_it_whatever_their_block_times(
+    esplora: EsploraServer, chain: Chain
+) -> None:
+    backend = backend_for(esplora)
+    for _ in range(30):
+        chain.pay(ADDRESS, "0.0001")
+    chain.mine()
+    after = chain.tip_height
+    # Mined after that height, in a block whose time is five hours off: time alone would stop paging before it.
+    newer = [chain.pay(ADDRESS, "0.0002") for _ in range(30)]
+    chain.mine(at=time.time() - 5 * 3600)
+    for _ in range(30):
+        newer.append(chain.pay(ADDRESS, "0.0003"))
+        chain.mine()
+
+    outputs = backend.outputs_to(ADDRESS, since=datetime.now(tz=UTC) - timedelta(minutes=1), after_height=after)
+
+    assert set(newer) <= {output.txid for output in outputs}
+    # Page 3 reaches the block at `after`: the last one read.
+    assert len([request for request in esplora.requests if "/txs" in request]) == 3
+
+
 def test_bitcoind_imports_the_address_as_a_checksummed_descriptor_rescanning_from_when_it_was_handed_out(
     bitcoind: BitcoindServer, chain: Chain
 ) -> None:
