@@ -60,7 +60,7 @@ class DatabaseCollector(Collector):
     """Gauges and totals read from the database at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        from exchange.models import Payment, PaymentStatus
+        from exchange.models import LateDeposit, LateDepositStatus, Payment, PaymentStatus, SkippedAddress
         from jobs.models import Job, JobEvent, JobStatus
         from miners.models import Miner
         from miners.selectors import effective_miner_status
@@ -122,6 +122,16 @@ class DatabaseCollector(Collector):
         for status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING):
             pending_payments.add_metric([status], Payment.objects.filter(status=status).count())
         yield pending_payments
+        late = GaugeMetricFamily(
+            "payment_late_deposits_unresolved", "Bitcoin that reached a closed payment's address, awaiting an operator"
+        )
+        late.add_metric([], LateDeposit.objects.filter(status=LateDepositStatus.OPEN).count())
+        yield late
+        yield total(
+            "payment_receive_addresses_skipped",
+            "Receive indexes skipped because the chain already showed history for them",
+            SkippedAddress.objects.count(),
+        )
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -99,6 +99,8 @@ BITCOIN_ADDRESS = env_str("BITCOIN_ADDRESS")
 PAYMENT_EXPIRY_SECONDS = env_positive_int("PAYMENT_EXPIRY_SECONDS", 900)
 PAYMENT_LATE_GRACE_SECONDS = env_int("PAYMENT_LATE_GRACE_SECONDS", 86400, minimum=0)
 PAYMENT_CHECK_INTERVAL = env_int("PAYMENT_CHECK_INTERVAL", 30, minimum=0)
+# How long a closed payment's own receive address is still looked at for bitcoin sent to it again (a LateDeposit).
+PAYMENT_DEPOSIT_WATCH_SECONDS = env_int("PAYMENT_DEPOSIT_WATCH_SECONDS", 7 * 86400, minimum=0)
 BITCOIN_BACKEND = env_str("BITCOIN_BACKEND", "manual")
 if BITCOIN_BACKEND not in ("esplora", "bitcoind", "manual"):
     raise ImproperlyConfigured(f"BITCOIN_BACKEND must be esplora, bitcoind or manual, got {BITCOIN_BACKEND!r}")

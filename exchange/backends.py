@@ -1,8 +1,8 @@
 """Where the coordinator learns what the chain paid: the Esplora REST API, Bitcoin Core's JSON-RPC, or operators.
 
-Each backend answers one question — which outputs pay this address, with how many confirmations — and raises
-BackendError for anything it cannot answer (down, timing out, or answering garbage), so the caller changes nothing
-and tries again on its next round.
+Each backend answers three questions — how high the chain is, whether an address was ever paid, and which outputs
+pay an address, with how many confirmations and in which block — and raises BackendError for anything it cannot
+answer (down, timing out, or answering garbage), so the caller changes nothing and tries again on its next round.
 """
 
 import json
@@ -32,23 +32,42 @@ class ChainOutput:
     confirmations: int
     # When the block holding it was mined; None while it waits in the mempool.
     block_time: datetime | None
+    # The height of that block; None while it waits in the mempool. What decides an output's age: block times may
+    # be hours off, heights never are.
+    block_height: int | None = None
 
 
 class ChainBackend(Protocol):
+    # The height of the chain's tip; None when the backend reads no chain (manual).
+    def tip_height(self) -> int | None: ...
+
+    # Whether any transaction, confirmed or in the mempool, ever paid or spent from the address.
+    def address_has_history(self, address: str) -> bool: ...
+
     # `since`: when the address was handed out; nothing paid to it can be older.
     def watch(self, address: str, *, since: datetime) -> None: ...
 
-    # Every output paying the address since then (at least; older ones may come too).
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]: ...
+    # Every output paying the address since then, or above `after_height` when given (at least; older ones may
+    # come too).
+    def outputs_to(
+        self, address: str, *, since: datetime, after_height: int | None = None
+    ) -> list[ChainOutput]: ...
 
 
 class ManualBackend:
-    """Nothing is watched: operators confirm payments in the admin."""
+    """Nothing is watched: operators confirm payments in the admin. It reads no chain, so it knows no tip height and
+    no address's history: the operator checks both in the wallet before confirming."""
+
+    def tip_height(self) -> int | None:
+        return None
+
+    def address_has_history(self, address: str) -> bool:
+        return False
 
     def watch(self, address: str, *, since: datetime) -> None:
         return None
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
         return []
 
 
@@ -84,13 +103,23 @@ class EsploraBackend:
     def watch(self, address: str, *, since: datetime) -> None:
         return None  # Esplora indexes every address already.
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def tip_height(self) -> int:
         tip_text = self._get("/blocks/tip/height").text.strip()
         if not tip_text.isdigit():
             raise BackendError(f"Esplora tip height is not a number: {tip_text[:50]!r}")
-        tip = int(tip_text)
+        return int(tip_text)
+
+    def address_has_history(self, address: str) -> bool:
+        stats = _get_json(self._get(f"/address/{address}"))
         try:
-            transactions = self._transactions_since(address, since=since)
+            return int(stats["chain_stats"]["tx_count"]) + int(stats["mempool_stats"]["tx_count"]) > 0
+        except (KeyError, TypeError, ValueError) as error:
+            raise BackendError(f"Esplora answer for {address} is not address statistics: {error!r}") from None
+
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
+        tip = self.tip_height()
+        try:
+            transactions = self._transactions_since(address, since=since, after_height=after_height)
             return [
                 ChainOutput(
                     txid=str(transaction["txid"]),
@@ -102,6 +131,9 @@ class EsploraBackend:
                     block_time=datetime.fromtimestamp(int(transaction["status"]["block_time"]), tz=UTC)
                     if transaction["status"]["confirmed"]
                     else None,
+                    block_height=int(transaction["status"]["block_height"])
+                    if transaction["status"]["confirmed"]
+                    else None,
                 )
                 for transaction in transactions
                 for index, output in enumerate(transaction["vout"])
@@ -110,15 +142,23 @@ class EsploraBackend:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BackendError(f"Esplora answer for {address} is not a transaction list: {error!r}") from None
 
-    def _transactions_since(self, address: str, *, since: datetime) -> list[dict[str, Any]]:
-        """The address's transactions, newest first, paging back through confirmed ones until a page ends before
-        `since` (less the block time leeway) or the history ends."""
+    def _transactions_since(
+        self, address: str, *, since: datetime, after_height: int | None
+    ) -> list[dict[str, Any]]:
+        """The address's transactions, newest first, paging back through confirmed ones until a page ends at or
+        below `after_height` (when given: heights are exact), else before `since` less the block time leeway, or
+        the history ends."""
         oldest_wanted = (since - BLOCK_TIME_LEEWAY).timestamp()
         page: list[dict[str, Any]] = _get_json(self._get(f"/address/{address}/txs"))
         transactions = list(page)
         for _ in range(self.MAX_PAGES):
             confirmed = [transaction for transaction in page if transaction["status"]["confirmed"]]
-            if len(confirmed) < self.CONFIRMED_PAGE or int(confirmed[-1]["status"]["block_time"]) < oldest_wanted:
+            if len(confirmed) < self.CONFIRMED_PAGE:
+                return transactions
+            oldest = confirmed[-1]["status"]
+            if (int(oldest["block_height"]) <= after_height) if after_height is not None else (
+                int(oldest["block_time"]) < oldest_wanted
+            ):
                 return transactions
             page = _get_json(self._get(f"/address/{address}/txs/chain/{confirmed[-1]['txid']}"))
             transactions.extend(page)
@@ -171,7 +211,25 @@ class BitcoindBackend:
         if not imported:
             raise BackendError(f"bitcoind did not import the descriptor of {address}: {results}")
 
-    def outputs_to(self, address: str, *, since: datetime) -> list[ChainOutput]:
+    def tip_height(self) -> int:
+        height = self._call("getblockcount")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise BackendError(f"bitcoind block count is not a height: {str(height)[:50]!r}")
+        return height
+
+    def address_has_history(self, address: str) -> bool:
+        # What the watch-only wallet knows, mempool included (minconf 0), the same RPC `outputs_to` reads. An
+        # address it never imported has no entry: that is enough, since the wallet then only ever learns of this
+        # address's transactions from its import's rescan (two hours before the payment was asked for), and outputs
+        # confirmed at or below the payment's recorded tip height never count anyway. `scantxoutset` would see
+        # unspent outputs of any address, but reads the whole UTXO set (minutes on mainnet) within a request.
+        try:
+            received = self._call("listreceivedbyaddress", 0, True, True, address)
+            return any(entry["address"] == address and entry["txids"] for entry in received)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise BackendError(f"bitcoind answer for {address} is not what the RPC documents: {error!r}") from None
+
+    def outputs_to(self, address: str, *, since: datetime, after_height: int | None = None) -> list[ChainOutput]:
         # The watch-only wallet lists everything paid to the address, `since` or not.
         try:
             received = self._call("listreceivedbyaddress", 0, True, True, address)
@@ -181,6 +239,7 @@ class BitcoindBackend:
                 transaction = self._call("gettransaction", txid, True)
                 confirmations = max(int(transaction["confirmations"]), 0)
                 block_time = transaction.get("blocktime")
+                block_height = transaction.get("blockheight")
                 outputs.extend(
                     ChainOutput(
                         txid=txid,
@@ -188,6 +247,7 @@ class BitcoindBackend:
                         value_btc=Decimal(detail["amount"]).quantize(SATOSHI),
                         confirmations=confirmations,
                         block_time=datetime.fromtimestamp(int(block_time), tz=UTC) if block_time else None,
+                        block_height=int(block_height) if block_height is not None and confirmations else None,
                     )
                     for detail in transaction["details"]
                     if detail.get("address") == address and detail.get("category") == "receive"

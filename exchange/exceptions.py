@@ -23,3 +23,17 @@ class InvalidPaymentState(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
     code = "INVALID_PAYMENT_STATE"
     default_message = "The payment's state does not allow this."
+
+
+class ChainUnavailable(ApplicationError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "CHAIN_UNAVAILABLE"
+    default_message = (
+        "The bitcoin backend cannot be reached, so no payment address can be checked and issued now; try again shortly."
+    )
+
+
+class NoFreshAddress(ApplicationError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "NO_FRESH_ADDRESS"
+    default_message = "Every receive address tried already has history on the chain; try again."

@@ -79,6 +79,16 @@ class Payment(models.Model):
     received_btc = models.DecimalField(default=0, **BTC)
     txid = models.CharField(max_length=64, null=True, blank=True)
     vout = models.PositiveIntegerField(null=True, blank=True)
+    # The chain's tip when the payment was asked for: an output confirmed at or below it was on the chain before
+    # and never counts. Null with the manual backend (it reads no chain) and on payments older than this field.
+    chain_height = models.PositiveIntegerField(null=True, blank=True)
+    # "txid:vout" of every output summed into received_btc, so that any other output to the address is told apart
+    # as a late deposit once the payment is closed.
+    counted_outputs = models.JSONField(default=list, blank=True)
+    # After it closes (credited, expired, held for review), the address is still looked at until then, so bitcoin
+    # sent to it again is recorded as a LateDeposit instead of being lost. On the shared address the amount stays
+    # reserved that long, so a later payment never asks for it.
+    deposit_watch_until = models.DateTimeField(null=True, blank=True)
     credited_aitbc = models.DecimalField(null=True, blank=True, **AITBC)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -93,6 +103,11 @@ class Payment(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="payment_user_recent"),
             models.Index(fields=["last_checked_at"], condition=Q(watching=True), name="payment_watch_queue"),
+            models.Index(
+                fields=["deposit_watch_until"],
+                condition=Q(deposit_watch_until__isnull=False),
+                name="payment_deposit_watch_queue",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -106,3 +121,63 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.btc_amount} BTC → {self.aitbc_amount} AITBC ({self.status})"
+
+
+class SkippedAddress(models.Model):
+    """A receive index under BITCOIN_XPUB never handed out because the chain already showed history for its address
+    (the xpub was used before: a restored backup, a staging database sharing production's key). Kept so that the
+    next request starts after it instead of asking about the same used addresses again."""
+
+    derivation_index = models.PositiveIntegerField(primary_key=True)
+    address = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["derivation_index"]
+
+    def __str__(self) -> str:
+        return f"0/{self.derivation_index} {self.address}"
+
+
+class LateDepositStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CREDITED = "credited", "Credited"
+    REFUNDED = "refunded", "Refunded"
+    IGNORED = "ignored", "Ignored"
+
+
+class LateDeposit(models.Model):
+    """Bitcoin that reached a payment's address after the payment was closed (credited, expired, held for review):
+    never credited by itself, held for an operator to credit, refund or ignore."""
+
+    id = models.BigAutoField(primary_key=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="late_deposits")
+    txid = models.CharField(max_length=64)
+    vout = models.PositiveIntegerField()
+    amount_btc = models.DecimalField(**BTC)
+    block_height = models.PositiveIntegerField(null=True, blank=True)
+    confirmations = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=LateDepositStatus.choices, default=LateDepositStatus.OPEN)
+    seen_at = models.DateTimeField()
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_note = models.CharField(max_length=500, blank=True)
+    credited_aitbc = models.DecimalField(null=True, blank=True, **AITBC)
+
+    class Meta:
+        ordering = ["-seen_at", "-id"]
+        indexes = [models.Index(fields=["seen_at"], condition=Q(status="open"), name="late_deposit_open")]
+        constraints = [
+            # One output is one deposit however often the address is checked, by however many checkers at once.
+            models.UniqueConstraint(fields=["txid", "vout"], name="late_deposit_output_unique"),
+            models.CheckConstraint(condition=Q(amount_btc__gt=0), name="late_deposit_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=LateDepositStatus.values), name="late_deposit_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status="open", resolved_at__isnull=True)
+                | (~Q(status="open") & Q(resolved_at__isnull=False)),
+                name="late_deposit_resolved_when_closed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount_btc} BTC in {self.txid[:12]}…:{self.vout} ({self.status})"

@@ -4,10 +4,11 @@ App dependencies point one way: accounts ← exchange. Only `_move` changes a pa
 """
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -17,15 +18,21 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import User
 from exchange.backends import (
-    BLOCK_TIME_LEEWAY,
     SATOSHI,
     BackendError,
     ChainBackend,
-    ChainOutput,
     backend_from_settings,
 )
-from exchange.exceptions import AmountOutOfRange, ExchangeDisabled, InvalidPaymentState
-from exchange.models import PAYMENT_TRANSITIONS, ExchangeRate, Payment, PaymentStatus
+from exchange.exceptions import (
+    AmountOutOfRange,
+    ChainUnavailable,
+    ExchangeDisabled,
+    InvalidPaymentState,
+    NoFreshAddress,
+)
+from exchange.late_deposits import late_deposits_record
+from exchange.models import PAYMENT_TRANSITIONS, ExchangeRate, Payment, PaymentStatus, SkippedAddress
+from exchange.observations import Observation, late_outputs, observe
 from exchange.selectors import current_rate
 from exchange.wallet import receive_address
 
@@ -33,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 # How many satoshi at most are added to tell payments to the shared BITCOIN_ADDRESS apart.
 SHARED_ADDRESS_SLOTS = 10_000
+# How many receive indexes one request tries (each used one costs a look-up and is remembered as skipped, so the
+# next request starts after it): a wallet with a long used prefix advances this many a request, then answers 503.
+RECEIVE_INDEX_SCAN_LIMIT = 20
+# A closed payment's address is looked at for late deposits at most this often: they wait for an operator anyway.
+DEPOSIT_WATCH_INTERVAL = timedelta(minutes=10)
 
 
 def rate_set(*, btc_to_aitbc: Decimal, source: str, force: bool = False) -> ExchangeRate:
@@ -76,8 +88,11 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
         aitbc_amount = ledger.quantize_down(btc_amount * rate)
     if aitbc_amount <= 0:
         raise AmountOutOfRange("The amount buys no AITBC at the current rate.", details={"btc_amount": str(btc_amount)})
+    backend = backend_from_settings()
+    chain_height = _chain_call(backend.tip_height, "reading the tip height")
     now = timezone.now()
     fields: dict[str, Any] = {
+        "chain_height": chain_height,
         "user": user,
         "aitbc_amount": aitbc_amount,
         "rate": rate,
@@ -87,8 +102,20 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
         "required_confirmations": _required_confirmations(btc_amount),
     }
     if settings.BITCOIN_XPUB:
-        return _create_with_fresh_address(fields, btc_amount)
-    return _create_on_shared_address(fields, btc_amount)
+        return _create_with_fresh_address(backend, fields, btc_amount)
+    return _create_on_shared_address(backend, fields, btc_amount)
+
+
+T = TypeVar("T")
+
+
+def _chain_call(call: Callable[[], T], doing: str) -> T:
+    """A backend call a new payment cannot do without: no address is issued unchecked, no payment lacks its height."""
+    try:
+        return call()
+    except BackendError as error:
+        logger.warning("no payment issued: the chain backend failed %s: %s", doing, error)
+        raise ChainUnavailable() from None
 
 
 def _required_confirmations(btc_amount: Decimal) -> int:
@@ -97,13 +124,30 @@ def _required_confirmations(btc_amount: Decimal) -> int:
     return settings.BITCOIN_MIN_CONFIRMATIONS
 
 
-def _create_with_fresh_address(fields: dict[str, Any], btc_amount: Decimal) -> Payment:
-    """The next unused receive index; the unique index makes two concurrent requests take two indexes."""
-    backend = backend_from_settings()
-    for _ in range(20):
-        last = Payment.objects.aggregate(last=Max("derivation_index"))["last"]
-        index = 0 if last is None else last + 1
+def _next_receive_index() -> int:
+    """One past the highest index handed out or skipped."""
+    taken = [
+        Payment.objects.aggregate(last=Max("derivation_index"))["last"],
+        SkippedAddress.objects.aggregate(last=Max("derivation_index"))["last"],
+    ]
+    return max((index for index in taken if index is not None), default=-1) + 1
+
+
+def _create_with_fresh_address(backend: ChainBackend, fields: dict[str, Any], btc_amount: Decimal) -> Payment:
+    """The next receive index never handed out and never paid on the chain (the xpub may have been used by another
+    database: a restored backup, a staging copy); the unique index makes two concurrent requests take two indexes."""
+    for _ in range(RECEIVE_INDEX_SCAN_LIMIT):
+        index = _next_receive_index()
         address = receive_address(settings.BITCOIN_XPUB, index)
+        if _chain_call(partial(backend.address_has_history, address), f"looking up {address}"):
+            logger.warning(
+                "receive index 0/%d (%s) skipped: the chain already shows transactions for it, so BITCOIN_XPUB was "
+                "used before (another database, a restored backup)", index, address,
+            )
+            SkippedAddress.objects.get_or_create(
+                derivation_index=index, defaults={"address": address, "created_at": timezone.now()}
+            )
+            continue
         try:
             with transaction.atomic():
                 payment = Payment.objects.create(
@@ -113,10 +157,16 @@ def _create_with_fresh_address(fields: dict[str, Any], btc_amount: Decimal) -> P
             continue
         _start_watching(backend, payment)
         return payment
-    raise InvalidPaymentState("Could not allocate a receive address; try again.")
+    next_index = _next_receive_index()
+    logger.warning("no payment issued: %d receive indexes tried, the scan goes on from 0/%d at the next request",
+                   RECEIVE_INDEX_SCAN_LIMIT, next_index)
+    raise NoFreshAddress(
+        f"The {RECEIVE_INDEX_SCAN_LIMIT} receive addresses tried were used before or taken meanwhile; try again.",
+        details={"next_index": next_index},
+    )
 
 
-def _create_on_shared_address(fields: dict[str, Any], btc_amount: Decimal) -> Payment:
+def _create_on_shared_address(backend: ChainBackend, fields: dict[str, Any], btc_amount: Decimal) -> Payment:
     """Add the fewest satoshi that no watched or recent payment to the shared address already asks for."""
     address = settings.BITCOIN_ADDRESS
     # Amounts of payments closed within the late grace stay taken too: a second or late transaction paying one of
@@ -138,7 +188,7 @@ def _create_on_shared_address(fields: dict[str, Any], btc_amount: Decimal) -> Pa
                 payment = Payment.objects.create(btc_amount=amount, address=address, **fields)
         except IntegrityError:
             continue  # taken by a concurrent request a moment ago
-        _start_watching(backend_from_settings(), payment)
+        _start_watching(backend, payment)
         return payment
     raise InvalidPaymentState("Too many open payments of this amount; try again later or another amount.")
 
@@ -166,6 +216,27 @@ def _move(*, payment: Payment, new: str, now: datetime, **fields: Any) -> bool:
     return bool(moved)
 
 
+def _record_progress(*, payment: Payment, **fields: Any) -> bool:
+    """What the chain shows so far, if the payment is still in the status it was read in; False otherwise."""
+    recorded = Payment.objects.filter(pk=payment.pk, status=payment.status).update(**fields)
+    if recorded:
+        for name, value in fields.items():
+            setattr(payment, name, value)
+    return bool(recorded)
+
+
+def _closed(payment: Payment, now: datetime) -> dict[str, Any]:
+    """What every move that stops watching a payment writes: its address is still looked at for late deposits, on
+    the shared address only while its amount is reserved (after that an output of it pays the next payment)."""
+    if payment.derivation_index is None:
+        reserved = settings.PAYMENT_EXPIRY_SECONDS + settings.PAYMENT_LATE_GRACE_SECONDS
+        until = min(payment.created_at + timedelta(seconds=reserved),
+                    now + timedelta(seconds=settings.PAYMENT_DEPOSIT_WATCH_SECONDS))
+    else:
+        until = now + timedelta(seconds=settings.PAYMENT_DEPOSIT_WATCH_SECONDS)
+    return {"watching": False, "deposit_watch_until": until if until > now else None}
+
+
 def _aitbc_for(payment: Payment, received: Decimal) -> Decimal:
     """What `received` BTC buys at the payment's locked rate. The amount asked for buys exactly the AITBC asked for
     (its BTC was rounded up to the satoshi, or had a few satoshi added on the shared address); more buys all of it
@@ -189,7 +260,7 @@ def _credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, *
             confirmed_at=now,
             credited_aitbc=credited,
             received_btc=received,
-            watching=False,
+            **_closed(payment, now),
             **chain_fields,
         ):
             return False
@@ -202,68 +273,46 @@ def _credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, *
     return True
 
 
-@dataclass(frozen=True)
-class Observation:
-    outputs: list[ChainOutput]
-    received: Decimal
-    confirmations: int
-
-
-def _observe(backend: ChainBackend, payment: Payment) -> Observation:
-    outputs = backend.outputs_to(payment.address, since=payment.created_at)
-    if payment.derivation_index is None:
-        outputs = _own_output_on_shared_address(payment, outputs)
-    outputs.sort(key=lambda output: (output.txid, output.vout))
-    received = sum((output.value_btc for output in outputs), Decimal("0"))
-    confirmations = min((output.confirmations for output in outputs), default=0)
-    return Observation(outputs=outputs, received=received, confirmations=confirmations)
-
-
-def _own_output_on_shared_address(payment: Payment, outputs: list[ChainOutput]) -> list[ChainOutput]:
-    """On the shared address a payment is one output of exactly the amount asked for, mined no earlier than two
-    hours (the leeway of block times) before it was asked for, and claimed by no other payment: amounts are unique
-    only among watched payments, so a later payment may ask for the amount of one already paid."""
-    claimed = set(
-        Payment.objects.filter(address=payment.address, txid__isnull=False)
-        .exclude(pk=payment.pk)
-        .values_list("txid", "vout")
-    )
-    candidates = [
-        output
-        for output in outputs
-        if output.value_btc == payment.btc_amount
-        and (output.txid, output.vout) not in claimed
-        and (output.block_time is None or output.block_time >= payment.created_at - BLOCK_TIME_LEEWAY)
-    ]
-    # The one it already holds, else the most confirmed. A second output of the same amount is not this payment's:
-    # summed in, it would stay unclaimed and be credited again to the next payment asking for that amount.
-    candidates.sort(
-        key=lambda output: ((output.txid, output.vout) != (payment.txid, payment.vout), -output.confirmations,
-                            output.txid, output.vout)
-    )
-    return candidates[:1]
+# What one check did: moved the payment along (or found nothing to do), credited it, or found it moved by another.
+MOVED, CREDITED, LOST = "moved", "credited", "lost"
 
 
 def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> Payment:
-    """Look at the chain once and move the payment along. Raises BackendError, changing nothing, if the chain
-    cannot be read."""
-    backend = backend or backend_from_settings()
+    """Look at the chain once and move the payment along; for a closed payment, record its late deposits. Raises
+    BackendError, changing nothing, if the chain cannot be read. If another check moved the payment meanwhile (a
+    compare-and-set lost), answers the payment as stored now, never the stale copy it was called with."""
+    _check(payment, backend or backend_from_settings())
+    return payment
+
+
+def _check(payment: Payment, backend: ChainBackend) -> str:
     now = timezone.now()
     if payment.derivation_index is not None and payment.last_checked_at is None:
         backend.watch(payment.address, since=payment.created_at)
-    seen = _observe(backend, payment)
+    if not payment.watching:
+        _check_closed(backend, payment, now)
+        return MOVED
+    seen = observe(backend, payment)
     Payment.objects.filter(pk=payment.pk).update(last_checked_at=now)
     payment.last_checked_at = now
-    grace_ends = payment.expires_at + timedelta(seconds=settings.PAYMENT_LATE_GRACE_SECONDS)
+    outcome = _advance(payment, seen, now)
+    if outcome == LOST:
+        payment.refresh_from_db()
+    return outcome
 
+
+def _advance(payment: Payment, seen: Observation, now: datetime) -> str:
+    """Act on what the chain shows; LOST if the payment was no longer in the status it was read in."""
+    grace_ends = payment.expires_at + timedelta(seconds=settings.PAYMENT_LATE_GRACE_SECONDS)
     if not seen.outputs:
         if payment.status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMING) and now >= payment.expires_at:
             # Nothing arrived in time, or what was seen left the mempool (replaced, double-spent) and never returned.
-            _move(payment=payment, new=PaymentStatus.EXPIRED, now=now, received_btc=Decimal("0"), confirmations=0,
-                  txid=None, vout=None, seen_at=None)
+            if not _move(payment=payment, new=PaymentStatus.EXPIRED, now=now, received_btc=Decimal("0"),
+                         confirmations=0, txid=None, vout=None, seen_at=None, counted_outputs=[]):
+                return LOST
         if payment.status == PaymentStatus.EXPIRED and now >= grace_ends:
-            Payment.objects.filter(pk=payment.pk).update(watching=False)
-        return payment
+            return _outcome(_record_progress(payment=payment, **_closed(payment, now)))
+        return MOVED
 
     if payment.seen_at is None:
         Payment.objects.filter(pk=payment.pk, seen_at__isnull=True).update(seen_at=now)
@@ -276,41 +325,65 @@ def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> P
         "required_confirmations": required,
         "txid": first.txid,
         "vout": first.vout,
+        "counted_outputs": [f"{output.txid}:{output.vout}" for output in seen.outputs],
     }
     progress = {"received_btc": seen.received, **chain_fields}
     if payment.seen_at > grace_ends:
-        _move(payment=payment, new=PaymentStatus.NEEDS_REVIEW, now=now, watching=False,
-              note="paid after the late grace period", **progress)
-        return payment
+        return _outcome(_move(payment=payment, new=PaymentStatus.NEEDS_REVIEW, now=now,
+                              note="paid after the late grace period", **_closed(payment, now), **progress))
     if seen.received < payment.btc_amount:
         if now >= payment.expires_at:
-            _move(payment=payment, new=PaymentStatus.UNDERPAID, now=now, watching=False, **progress)
-        else:
-            Payment.objects.filter(pk=payment.pk, status=payment.status).update(**progress)
-        return payment
+            return _outcome(_move(payment=payment, new=PaymentStatus.UNDERPAID, now=now, **_closed(payment, now),
+                                  **progress))
+        return _outcome(_record_progress(payment=payment, **progress))
     if seen.confirmations >= required:
-        _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
-    elif payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
-        _move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress)
-    else:
-        Payment.objects.filter(pk=payment.pk, status=payment.status).update(**progress)
+        credited = _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
+        return CREDITED if credited else LOST
+    if payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
+        return _outcome(_move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress))
+    return _outcome(_record_progress(payment=payment, **progress))
+
+
+def _outcome(changed: bool) -> str:
+    return MOVED if changed else LOST
+
+
+def _check_closed(backend: ChainBackend, payment: Payment, now: datetime) -> Payment:
+    """Record what reached a closed payment's address since; stop looking once its deposit watch is over."""
+    late = late_outputs(backend, payment)
+    Payment.objects.filter(pk=payment.pk).update(last_checked_at=now)
+    payment.last_checked_at = now
+    late_deposits_record(payment=payment, outputs=late, now=now)
+    if payment.deposit_watch_until is not None and now >= payment.deposit_watch_until:
+        Payment.objects.filter(pk=payment.pk).update(deposit_watch_until=None)
+        payment.deposit_watch_until = None
     return payment
 
 
 def check_open_payments() -> dict[str, int]:
-    """Check every watched payment once. Safe to run concurrently: each move is a compare-and-set and each credit
-    has a unique ledger reference."""
+    """Check every watched payment once, and every closed one under deposit watch not looked at for
+    DEPOSIT_WATCH_INTERVAL. Safe to run concurrently: each move is a compare-and-set, each credit has a unique
+    ledger reference and each late deposit a unique output."""
     backend = backend_from_settings()
     counts = {"checked": 0, "credited": 0, "backend_errors": 0}
-    for payment in Payment.objects.filter(watching=True).order_by("last_checked_at", "created_at"):
-        try:
-            payment_check(payment=payment, backend=backend)
-        except BackendError as error:
-            logger.warning("payment %s not checked: the chain backend failed: %s", payment.pk, error)
-            counts["backend_errors"] += 1
-            continue
-        counts["checked"] += 1
-        counts["credited"] += payment.status == PaymentStatus.CONFIRMED
+    due = timezone.now() - DEPOSIT_WATCH_INTERVAL
+    watched = Payment.objects.filter(watching=True).order_by("last_checked_at", "created_at")
+    closed = (
+        Payment.objects.filter(watching=False, deposit_watch_until__isnull=False)
+        .filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=due))
+        .order_by("last_checked_at", "created_at")
+    )
+    for queue in (watched, closed):
+        for payment in queue:
+            try:
+                outcome = _check(payment, backend)
+            except BackendError as error:
+                logger.warning("payment %s not checked: the chain backend failed: %s", payment.pk, error)
+                counts["backend_errors"] += 1
+                continue
+            counts["checked"] += 1
+            # Only what this run credited: a payment another run credited meanwhile is that run's.
+            counts["credited"] += outcome == CREDITED
     return counts
 
 
@@ -345,9 +418,10 @@ def payment_confirm_by_operator(*, payment: Payment, operator: str, received_btc
 
 def payment_expire_by_operator(*, payment: Payment, operator: str) -> Payment:
     """An operator closes a payment without crediting it."""
+    now = timezone.now()
     if (payment.status, PaymentStatus.EXPIRED) not in PAYMENT_TRANSITIONS or not _move(
-        payment=payment, new=PaymentStatus.EXPIRED, now=timezone.now(), watching=False,
-        note=f"expired by operator {operator}",
+        payment=payment, new=PaymentStatus.EXPIRED, now=now, note=f"expired by operator {operator}",
+        **_closed(payment, now),
     ):
         raise InvalidPaymentState(f"A {payment.status} payment cannot be expired.")
     return payment

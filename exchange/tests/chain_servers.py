@@ -3,9 +3,9 @@ JSON-RPC server. Both are real HTTP servers on 127.0.0.1 (stdlib ThreadingHTTPSe
 serve one in-memory `Chain` that the test drives: broadcast a payment, mine blocks, make the server fail.
 
 Protocols as documented:
-- Esplora: https://github.com/Blockstream/esplora/blob/master/API.md (GET /blocks/tip/height, GET /address/:a/txs
-  with up to 50 mempool and the newest 25 confirmed transactions, GET /address/:a/txs/chain/:last_seen_txid for the
-  next 25 confirmed)
+- Esplora: https://github.com/Blockstream/esplora/blob/master/API.md (GET /blocks/tip/height, GET /address/:a with
+  the address's chain_stats and mempool_stats, GET /address/:a/txs with up to 50 mempool and the newest 25 confirmed
+  transactions, GET /address/:a/txs/chain/:last_seen_txid for the next 25 confirmed)
 - Bitcoin Core: JSON-RPC 1.0 over HTTP POST with basic auth; the wallet RPCs a watch-only descriptor wallet answers
   (getdescriptorinfo, importdescriptors, listreceivedbyaddress, gettransaction) and getblockcount.
 And a JSON price endpoint for `update_rate --source`.
@@ -291,7 +291,14 @@ class EsploraHandler(_Handler):
         chain = self.node.chain
         if path == f"{self.PREFIX}/blocks/tip/height":
             # A bare integer in text/plain, not JSON.
+            if self.node.failure is Failure.WRONG_SHAPE:
+                self.send(200, json.dumps({"height": chain.tip_height}), "application/json")
+                return
             self.send(200, str(chain.tip_height), "text/plain")
+            return
+        stats = re.fullmatch(rf"{self.PREFIX}/address/([a-zA-Z0-9]+)", path)
+        if stats is not None:
+            self.send(200, json.dumps(self._address_stats(stats.group(1))), "application/json")
             return
         match = re.fullmatch(rf"{self.PREFIX}/address/([a-zA-Z0-9]+)/txs(/chain(?:/([0-9a-f]{{64}}))?)?", path)
         if match is None:
@@ -313,6 +320,28 @@ class EsploraHandler(_Handler):
             mined = mined[seen.index(last_seen) + 1 :]
         page = ([] if chain_only else mempool[:ESPLORA_MEMPOOL_PAGE]) + mined[:ESPLORA_CHAIN_PAGE]
         self.send(200, json.dumps([self._transaction(transaction) for transaction in page]), "application/json")
+
+    def _address_stats(self, address: str) -> dict[str, Any]:
+        if self.node.failure is Failure.WRONG_SHAPE:
+            return {"address": address, "chain_stats": "unknown"}
+        paying = self.node.chain.transactions_to(address)
+
+        def stats(transactions: list[Transaction]) -> dict[str, int]:
+            funded = [sats for tx in transactions for to, sats in tx.outputs if to == address]
+            # Nothing the tests broadcast spends from an address, so the spent side is always zero.
+            return {
+                "funded_txo_count": len(funded),
+                "funded_txo_sum": sum(funded),
+                "spent_txo_count": 0,
+                "spent_txo_sum": 0,
+                "tx_count": len(transactions),
+            }
+
+        return {
+            "address": address,
+            "chain_stats": stats([tx for tx in paying if tx.block_height is not None]),
+            "mempool_stats": stats([tx for tx in paying if tx.block_height is None]),
+        }
 
     def _transaction(self, transaction: Transaction) -> dict[str, Any]:
         chain = self.node.chain
@@ -406,6 +435,11 @@ class BitcoindHandler(_Handler):
         request = json.loads(body)
         method, params, request_id = request["method"], list(request.get("params") or []), request.get("id")
         node.record(method)
+        if method in node.failing_methods:
+            # The node is up but this one call fails, as an import does while the wallet is busy rescanning.
+            answer = {"result": None, "error": {"code": RPC_WALLET_ERROR, "message": "Wallet is currently rescanning"}}
+            self.send(500, render_json(answer | {"id": request_id}), "application/json")
+            return
         if node.failure is Failure.WRONG_SHAPE:
             # A well-formed JSON-RPC envelope whose result has nothing of the documented shape.
             self.send(200, render_json({"result": "unexpected", "error": None, "id": request_id}), "application/json")
@@ -429,6 +463,7 @@ class BitcoindServer(ChainServer):
     def __init__(self, chain: Chain) -> None:
         super().__init__(chain)
         self.user, self.password, self.wallet = "aitbc", "rpc-password", "aitbc"
+        self.failing_methods: set[str] = set()
 
     def rpc_url(self, *, password: str | None = None, wallet: str | None = None) -> str:
         """What BITCOIND_RPC_URL is set to: credentials and the wallet endpoint in the URL."""

@@ -29,6 +29,7 @@ def exchange_settings(settings: Settings) -> Settings:
     settings.PAYMENT_EXPIRY_SECONDS = 900
     settings.PAYMENT_LATE_GRACE_SECONDS = 86400
     settings.PAYMENT_CHECK_INTERVAL = 30
+    settings.PAYMENT_DEPOSIT_WATCH_SECONDS = 7 * 86400
     return settings
 
 

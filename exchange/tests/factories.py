@@ -71,6 +71,8 @@ def age(payment: Payment, *, seconds: float) -> Payment:
         expires_at=F("expires_at") - delta,
         seen_at=F("seen_at") - delta,
         last_checked_at=F("last_checked_at") - delta,
+        confirmed_at=F("confirmed_at") - delta,
+        deposit_watch_until=F("deposit_watch_until") - delta,
     )
     payment.refresh_from_db()
     return payment

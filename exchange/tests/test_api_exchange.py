@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from accounts.models import User, UserSession
-from aitbc_site.testing import assert_api_error
+from aitbc_site.testing import assert_api_error, run_concurrently
 from exchange import services
 from exchange.models import ExchangeRate, Payment
 from exchange.tests.chain_servers import Chain, ChainServer
@@ -26,6 +26,7 @@ from exchange.tests.factories import (
     age,
     assert_credited_once,
     make_payment,
+    session_api,
 )
 from exchange.wallet import receive_address
 
@@ -392,3 +393,57 @@ def test_payment_status_answers_the_stored_payment_while_the_backend_is_down(
     assert response.status_code == 200
     assert response.json() == body
     assert any("not refreshed" in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+
+
+def test_a_status_read_shows_what_arrived_so_far_on_a_payment_not_yet_paid_in_full(
+    node: ChainServer, chain: Chain, buyer_api: APIClient, settings: Settings
+) -> None:
+    settings.PAYMENT_CHECK_INTERVAL = 0
+    body = created(buyer_api, btc_amount="0.001")
+    chain.pay(body["address"], "0.0004")
+    chain.mine()
+
+    read = buyer_api.get(status_url(body["id"])).json()
+
+    assert (read["status"], read["received_btc"], read["confirmations"]) == ("pending", "0.00040000", 1)
+
+
+# --- payment-status racing the crediting --------------------------------------------------------------------------
+
+
+def test_a_status_check_that_loses_the_credit_race_answers_the_credited_payment(
+    node: ChainServer, chain: Chain, buyer: User
+) -> None:
+    payment = make_payment(buyer, btc="0.001")
+    chain.pay(payment.address, "0.001")
+    chain.mine()
+    # The read loaded the payment while it was pending; a check_payments run credits it before the read's own check.
+    read_by_the_status_request = Payment.objects.get(pk=payment.pk)
+    services.check_open_payments()
+
+    answered = services.payment_refresh_if_stale(payment=read_by_the_status_request)
+
+    assert (answered.status, answered.credited_aitbc, answered.watching) == ("confirmed", Decimal("100"), False)
+    assert_credited_once(payment, "100")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_status_reads_racing_to_credit_all_answer_the_credited_payment(
+    node: ChainServer, chain: Chain, buyer: User, buyer_api: APIClient, settings: Settings
+) -> None:
+    settings.PAYMENT_CHECK_INTERVAL = 0
+    settings.BITCOIN_BACKEND_TIMEOUT = 120
+    body = created(buyer_api, btc_amount="0.001")
+    chain.pay(body["address"], "0.001")
+    chain.mine()
+    # Both reads load the pending payment and read the chain at the same moment, then race to credit it.
+    node.gate(2)
+    reads: list[Any] = []
+    readers = [session_api(buyer) for _ in range(2)]
+
+    run_concurrently(*[lambda api=api: reads.append(api.get(status_url(body["id"]))) for api in readers])
+
+    assert node.gate_opened
+    assert [response.status_code for response in reads] == [200, 200]
+    assert [(r.json()["status"], r.json()["credited_aitbc"]) for r in reads] == [("confirmed", "100.00000000")] * 2
+    assert_credited_once(Payment.objects.get(), "100")

@@ -53,9 +53,9 @@ def test_it_reports_each_output_paying_the_address_with_its_confirmations_and_bl
 
     # Output 0 of each transaction is the payer's change to another address: only output 1 pays ours.
     assert outputs == {
-        first: ChainOutput(first, 1, Decimal("0.0004"), 3, block_time(chain, first)),
-        second: ChainOutput(second, 1, Decimal("0.0006"), 2, block_time(chain, second)),
-        waiting: ChainOutput(waiting, 1, Decimal("0.00000547"), 0, None),
+        first: ChainOutput(first, 1, Decimal("0.0004"), 3, block_time(chain, first), chain.tip_height - 2),
+        second: ChainOutput(second, 1, Decimal("0.0006"), 2, block_time(chain, second), chain.tip_height - 1),
+        waiting: ChainOutput(waiting, 1, Decimal("0.00000547"), 0, None, None),
     }
 
 
@@ -130,6 +130,28 @@ def test_esplora_pages_back_only_until_the_transactions_are_older_than_asked_for
     assert pages[1].startswith(f"GET /api/address/{ADDRESS}/txs/chain/")
 
 
+def test_esplora_given_a_height_pages_back_until_the_transactions_are_at_or_below_it_whatever_their_block_times(
+    esplora: EsploraServer, chain: Chain
+) -> None:
+    backend = backend_for(esplora)
+    for _ in range(30):
+        chain.pay(ADDRESS, "0.0001")
+    chain.mine()
+    after = chain.tip_height
+    # Mined after that height, in a block whose time is five hours off: time alone would stop paging before it.
+    newer = [chain.pay(ADDRESS, "0.0002") for _ in range(30)]
+    chain.mine(at=time.time() - 5 * 3600)
+    for _ in range(30):
+        newer.append(chain.pay(ADDRESS, "0.0003"))
+        chain.mine()
+
+    outputs = backend.outputs_to(ADDRESS, since=datetime.now(tz=UTC) - timedelta(minutes=1), after_height=after)
+
+    assert set(newer) <= {output.txid for output in outputs}
+    # Page 3 reaches the block at `after`: the last one read.
+    assert len([request for request in esplora.requests if "/txs" in request]) == 3
+
+
 def test_bitcoind_imports_the_address_as_a_checksummed_descriptor_rescanning_from_when_it_was_handed_out(
     bitcoind: BitcoindServer, chain: Chain
 ) -> None:
@@ -154,6 +176,47 @@ def test_bitcoind_sees_only_addresses_imported_into_its_watch_only_wallet(
     backend.watch(ADDRESS, since=AN_HOUR_AGO)
 
     assert [output.txid for output in backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)] == [txid]
+
+
+def test_it_reports_the_height_of_the_chains_tip(server: ChainServer, chain: Chain) -> None:
+    backend = backend_for(server)
+    assert backend.tip_height() == 850_000
+
+    chain.mine(3)
+
+    assert backend.tip_height() == 850_003
+
+
+def test_esplora_reports_history_for_an_address_paid_in_the_mempool_or_on_the_chain(
+    esplora: EsploraServer, chain: Chain
+) -> None:
+    backend = backend_for(esplora)
+    assert backend.address_has_history(ADDRESS) is False
+
+    chain.pay(ADDRESS, "0.001")
+    assert backend.address_has_history(ADDRESS) is True
+    chain.mine()
+    assert backend.address_has_history(ADDRESS) is True
+
+    assert backend.address_has_history(BIP84_RECEIVE_1) is False
+    assert esplora.requests[-1] == f"GET /api/address/{BIP84_RECEIVE_1}"
+
+
+def test_bitcoind_reports_the_history_its_watch_only_wallet_knows_of_an_address(
+    bitcoind: BitcoindServer, chain: Chain
+) -> None:
+    backend = backend_for(bitcoind)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    assert backend.address_has_history(ADDRESS) is False
+
+    chain.pay(ADDRESS, "0.001")
+    assert backend.address_has_history(ADDRESS) is True
+    chain.mine()
+    assert backend.address_has_history(ADDRESS) is True
+
+    # An address the wallet never imported: bitcoind knows nothing of it (its import would rescan from the request).
+    chain.pay(BIP84_RECEIVE_1, "0.001")
+    assert backend.address_has_history(BIP84_RECEIVE_1) is False
 
 
 def _refuse_connections(server: ChainServer) -> None:
@@ -190,6 +253,22 @@ def test_every_failure_of_the_far_end_reading_outputs_is_a_backend_error_within_
     with pytest.raises(BackendError):
         backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
     assert time.monotonic() - started < 3 * TIMEOUT + 1
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_every_failure_of_the_far_end_reading_the_tip_or_an_addresss_history_is_a_backend_error(
+    server: ChainServer, chain: Chain, failure: Callable[[ChainServer], None]
+) -> None:
+    backend = backend_for(server)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    failure(server)
+
+    started = time.monotonic()
+    with pytest.raises(BackendError):
+        backend.tip_height()
+    with pytest.raises(BackendError):
+        backend.address_has_history(ADDRESS)
+    assert time.monotonic() - started < 6 * TIMEOUT + 1
 
 
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())

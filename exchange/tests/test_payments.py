@@ -14,7 +14,7 @@ from pytest_django.fixtures import Settings
 from accounts.models import User
 from aitbc_site.testing import run_concurrently
 from exchange import services
-from exchange.exceptions import InvalidPaymentState
+from exchange.exceptions import ChainUnavailable, InvalidPaymentState
 from exchange.models import PAYMENT_TRANSITIONS, Payment, PaymentStatus
 from exchange.tests.chain_servers import BitcoindServer, Chain, ChainServer, Failure
 from exchange.tests.factories import (
@@ -413,17 +413,17 @@ def test_while_the_backend_fails_nothing_changes_a_warning_is_logged_and_a_later
     assert_credited_once(payment, "100")
 
 
-def test_a_payment_asked_for_while_bitcoind_is_down_is_imported_and_credited_once_it_is_back(
+def test_a_payment_whose_address_bitcoind_could_not_import_yet_is_imported_and_credited_at_its_first_check(
     bitcoind_node: BitcoindServer, chain: Chain, buyer: User, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bitcoind_node.stop()
+    bitcoind_node.failing_methods = {"importdescriptors"}
 
     with caplog.at_level(logging.WARNING, logger="exchange"):
         payment = make_payment(buyer, btc="0.001")
     assert payment.status == "pending"
     assert any(payment.address in warning for warning in _warnings(caplog))
 
-    bitcoind_node.start()
+    bitcoind_node.failing_methods = set()
     chain.pay(payment.address, "0.001")
     chain.mine()
     check(payment)
@@ -432,17 +432,33 @@ def test_a_payment_asked_for_while_bitcoind_is_down_is_imported_and_credited_onc
     assert_credited_once(payment, "100")
 
 
+def test_while_the_backend_is_down_no_payment_is_asked_for_and_no_receive_index_is_used_up(
+    node: ChainServer, buyer: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    node.stop()
+
+    with caplog.at_level(logging.WARNING, logger="exchange"), pytest.raises(ChainUnavailable):
+        make_payment(buyer, btc="0.001")
+
+    assert Payment.objects.count() == 0
+    assert any("no payment issued" in warning for warning in _warnings(caplog))
+    node.start()
+    assert make_payment(buyer, btc="0.001").derivation_index == 0
+
+
 def test_a_payment_mined_while_bitcoind_was_down_for_hours_is_found_once_it_is_back(
     bitcoind_node: BitcoindServer, chain: Chain, buyer: User
 ) -> None:
-    bitcoind_node.failure = Failure.UNAVAILABLE
+    bitcoind_node.failing_methods = {"importdescriptors"}
     payment = make_payment(buyer, btc="0.001")
     # Asked for five hours ago and paid ten minutes later; thirty blocks since, the node answering again only now.
+    bitcoind_node.failure = Failure.UNAVAILABLE
     age(payment, seconds=5 * 3600)
     chain.pay(payment.address, "0.001")
     chain.mine(at=time.time() - 5 * 3600 + 600)
     chain.mine(29)
     bitcoind_node.failure = Failure.NONE
+    bitcoind_node.failing_methods = set()
 
     check(payment)
 

@@ -7,7 +7,8 @@ from exchange.services import check_open_payments
 
 class Command(BaseCommand):
     help = (
-        "Check every open payment against the chain once and move it along (credit, expire, hold for review). "
+        "Check every open payment against the chain once and move it along (credit, expire, hold for review), and "
+        "every closed one under deposit watch for late deposits (at most every 10 minutes each). "
         "Idempotent and safe to run concurrently, e.g. every minute from a systemd timer."
     )
 
