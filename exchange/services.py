@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import User
+from aitbc_site import amounts
 from exchange.backends import (
     BLOCK_TIME_LEEWAY,
     SATOSHI,
@@ -37,8 +38,8 @@ SHARED_ADDRESS_SLOTS = 10_000
 
 def rate_set(*, btc_to_aitbc: Decimal, source: str, force: bool = False) -> ExchangeRate:
     """Record a new rate. A change of more than RATE_MAX_CHANGE is refused unless forced."""
-    if btc_to_aitbc <= 0:
-        raise ValueError("the rate must be positive")
+    if btc_to_aitbc <= 0 or not amounts.in_range(btc_to_aitbc):
+        raise ValueError(f"the rate must be positive and at most {amounts.MAX_TEXT}")
     current = current_rate()
     change = abs(btc_to_aitbc - current.btc_to_aitbc) / current.btc_to_aitbc
     if change > settings.RATE_MAX_CHANGE and not force:
@@ -76,6 +77,7 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
         aitbc_amount = ledger.quantize_down(btc_amount * rate)
     if aitbc_amount <= 0:
         raise AmountOutOfRange("The amount buys no AITBC at the current rate.", details={"btc_amount": str(btc_amount)})
+    amounts.check_range(aitbc_amount, what="aitbc_amount")
     now = timezone.now()
     fields: dict[str, Any] = {
         "user": user,
@@ -289,7 +291,16 @@ def payment_check(*, payment: Payment, backend: ChainBackend | None = None) -> P
             Payment.objects.filter(pk=payment.pk, status=payment.status).update(**progress)
         return payment
     if seen.confirmations >= required:
-        _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
+        try:
+            _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
+        except AmountOutOfRange as refusal:
+            # The credit would take the buyer's balance beyond MAX_AMOUNT. Its transaction rolled back, the move
+            # included; the payment stays as it was, noted, for an operator, and the other payments go on.
+            logger.warning("payment %s not credited: %s", payment.pk, refusal.message)
+            payment.refresh_from_db()
+            Payment.objects.filter(pk=payment.pk, status=payment.status).update(
+                note=f"not credited: {refusal.message}"[:500], **progress
+            )
     elif payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
         _move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress)
     else:

@@ -392,3 +392,34 @@ def test_payment_status_answers_the_stored_payment_while_the_backend_is_down(
     assert response.status_code == 200
     assert response.json() == body
     assert any("not refreshed" in record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+
+
+NOT_ASCII = {
+    "arabic-indic btc": {"btc_amount": "0.\u0660\u0660\u0661"},
+    "fullwidth btc": {"btc_amount": "\uff11"},
+    "arabic-indic aitbc": {"aitbc_amount": "\u0661\u0660\u0660"},
+}
+
+
+@pytest.mark.parametrize("body", NOT_ASCII.values(), ids=NOT_ASCII.keys())
+def test_an_amount_in_other_than_ascii_digits_is_400_validation_error(
+    buyer_api: APIClient, body: dict[str, str]
+) -> None:
+    error = assert_api_error(create(buyer_api, **body), status=400, code="VALIDATION_ERROR")
+
+    assert set(error["details"]) == set(body)
+    assert not Payment.objects.exists()
+
+
+def test_a_payment_buying_beyond_the_largest_amount_is_400_amount_out_of_range(
+    buyer_api: APIClient, settings: Settings
+) -> None:
+    # At 10¹⁰ AITBC per BTC (the largest rate), 1.00000001 BTC buys more than the largest amount.
+    settings.EXCHANGE_MAX_BTC = Decimal("2")
+    ExchangeRate.objects.create(btc_to_aitbc=Decimal("10000000000"), source="test", created_at=timezone.now())
+
+    error = assert_api_error(create(buyer_api, btc_amount="1.00000001"), status=400, code="AMOUNT_OUT_OF_RANGE")
+
+    assert error["details"]["field"] == "aitbc_amount"
+    assert not Payment.objects.exists()
+    created(buyer_api, btc_amount="1")
