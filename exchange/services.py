@@ -62,9 +62,9 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
     if (aitbc_amount is None) == (btc_amount is None):
         raise ValueError("exactly one of aitbc_amount and btc_amount")
     rate = current_rate().btc_to_aitbc
-    # The limits are checked before anything is rounded: an amount far outside them (the fields allow 16 integer
-    # digits) has more digits at 8 decimal places than Decimal's 28, and rounding it would raise. Rounding up to the
-    # satoshi cannot carry an amount within the limits (8 places themselves) outside them.
+    # The limits are checked before anything is rounded: an amount far outside them (10¹⁰ AITBC at a rate of 10⁻⁸
+    # is 10¹⁸ BTC) may have more digits at 8 decimal places than Decimal's 28, and rounding it would raise.
+    # Rounding up to the satoshi cannot carry an amount within the limits (8 places themselves) outside them.
     unrounded_btc = aitbc_amount / rate if aitbc_amount is not None else btc_amount
     if not settings.EXCHANGE_MIN_BTC <= unrounded_btc <= settings.EXCHANGE_MAX_BTC:
         raise AmountOutOfRange(
