@@ -196,3 +196,27 @@ def test_the_migration_stops_at_a_value_beyond_the_column_instead_of_clipping_it
     forward = MigrationExecutor(connection)
     with pytest.raises(AmountMigrationError, match=r"of row \S+ holds 1000000000000.*beyond what an amount column"):
         forward.migrate(forward.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_goes_back_to_decimals_exactly(migrated_back: MigrationExecutor) -> None:
+    forward = MigrationExecutor(connection)
+    forward.migrate(forward.loader.graph.leaf_nodes())
+    for index, text in enumerate(STORED):
+        JobTypePrice.objects.create(job_type=f"type-{index}", price=Decimal(text))
+        LedgerAccount.objects.create(kind=f"platform-{index}", balance=-Decimal(text))
+
+    back = MigrationExecutor(connection)
+    back.migrate(BEFORE)
+
+    apps = back.loader.project_state(BEFORE).apps
+    prices = apps.get_model("jobs", "JobTypePrice").objects.order_by("job_type").values_list("price", flat=True)
+    balances = apps.get_model("accounts", "LedgerAccount").objects.order_by("kind").values_list("balance", flat=True)
+    # The earlier version read SQLite's REALs to 15 significant digits: the longer values it never read exactly.
+    exact = [connection.vendor != "sqlite" or len(text.replace(".", "").lstrip("0")) <= 15 for text in STORED]
+    assert [price for price, kept in zip(prices, exact, strict=True) if kept] == [
+        Decimal(text) for text, kept in zip(STORED, exact, strict=True) if kept
+    ]
+    assert [balance for balance, kept in zip(balances, exact, strict=True) if kept] == [
+        -Decimal(text) for text, kept in zip(STORED, exact, strict=True) if kept
+    ]
