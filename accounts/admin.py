@@ -17,6 +17,7 @@ from accounts.models import AccountKind, ApiKey, LedgerAccount, LedgerEntry, Use
 from accounts.selectors import ledger_entries_for, user_balance
 from accounts.services import api_key_issue, api_key_revoke
 from aitbc_site.admin_site import OperatorModelAdmin, ReadOnlyModelAdmin, operator_name
+from aitbc_site.amounts import AmountFormField
 from aitbc_site.exceptions import ApplicationError
 
 # Ledger entries shown on a user's or an account's page, newest first; the full history is in the database.
@@ -57,9 +58,7 @@ def _entries_table(entries: QuerySet[LedgerEntry], *, with_account: bool) -> Saf
 
 
 class BalanceAdjustmentForm(forms.Form):
-    amount = forms.DecimalField(
-        max_digits=24, decimal_places=8, help_text="AITBC added to the available balance; negative to take some away."
-    )
+    amount = AmountFormField(help_text="AITBC added to the available balance; negative to take some away.")
     reason = forms.CharField(
         max_length=500, widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded with the posting."
     )

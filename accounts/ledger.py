@@ -12,10 +12,9 @@ from django.utils import timezone
 
 from accounts.exceptions import InsufficientFunds
 from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind
-from aitbc_site import statements
-from aitbc_site.exceptions import ValidationFailed
-
-QUANTUM = Decimal("0.00000001")
+from aitbc_site import amounts, statements
+from aitbc_site.amounts import QUANTUM
+from aitbc_site.exceptions import AmountOutOfRange, ApplicationError, ValidationFailed
 
 
 def quantize_down(amount: Decimal) -> Decimal:
@@ -100,11 +99,14 @@ def post(
 ) -> Posting | None:
     """Apply a balanced posting once. Returns None, changing nothing, if `reference` was posted before.
 
-    Raises InsufficientFunds, applying nothing, if a user's account would go below zero.
+    Raises InsufficientFunds, applying nothing, if a user's account would go below zero, and AmountOutOfRange if
+    an amount or a user's new balance would be beyond ±MAX_AMOUNT (a platform account's: beyond its column).
     """
-    amounts = [amount for _, amount in movements]
-    if sum(amounts) != 0 or any(amount != amount.quantize(QUANTUM) or amount == 0 for amount in amounts):
-        raise ValueError(f"unbalanced or malformed posting {reference}: {amounts}")
+    figures = [amount for _, amount in movements]
+    for amount in figures:
+        amounts.check_range(amount)
+    if sum(figures) != 0 or any(amount != amount.quantize(QUANTUM) or amount == 0 for amount in figures):
+        raise ValueError(f"unbalanced or malformed posting {reference}: {figures}")
     now = timezone.now()
     # No savepoint of its own: every check that can refuse the posting runs before its first write, and a refusal
     # is raised only after the block, since an exception leaving a block without a savepoint would doom the
@@ -114,8 +116,8 @@ def post(
         changes: dict[int, Decimal] = {}
         for key, amount in movements:
             changes[accounts[key].pk] = changes.get(accounts[key].pk, Decimal("0")) + amount
-        shortfall = _shortfall(accounts, changes)
-        if shortfall is None:
+        refusal = _refusal(accounts, changes)
+        if refusal is None:
             return _write(
                 Posting(reference=reference, kind=kind, memo=memo, actor=actor, created_at=now),
                 accounts=accounts,
@@ -125,15 +127,23 @@ def post(
         already_posted = Posting.objects.filter(reference=reference).exists()
     if already_posted:
         return None
-    raise InsufficientFunds(details=shortfall)
+    raise refusal
 
 
-def _shortfall(accounts: dict[AccountKey, LedgerAccount], changes: dict[int, Decimal]) -> dict[str, str] | None:
-    """What a user account would lack to take these changes, or None when every balance stays at or above zero."""
+def _refusal(accounts: dict[AccountKey, LedgerAccount], changes: dict[int, Decimal]) -> ApplicationError | None:
+    """Why these changes cannot be applied (a user account would go below zero, or a balance beyond
+    MAX_AMOUNT), or None when every new balance is allowed."""
     for account in accounts.values():
         change = changes[account.pk]
         if account.balance + change < 0 and account.kind in USER_ACCOUNT_KINDS:
-            return {"account": account.kind, "needed": str(-change)}
+            return InsufficientFunds(details={"account": account.kind, "needed": str(-change)})
+        user_account = account.kind in USER_ACCOUNT_KINDS
+        if not (amounts.in_range if user_account else amounts.fits_column)(account.balance + change):
+            largest = amounts.MAX_TEXT if user_account else f"{amounts.COLUMN_MAX:f}"
+            return AmountOutOfRange(
+                f"The {account.kind} balance would go beyond the largest amount it may hold, {largest}.",
+                details={"account": account.kind, "max": largest},
+            )
     return None
 
 
@@ -147,9 +157,7 @@ def _write(
     """Record the posting, its new balances and its entries; None, writing nothing, if its reference was posted."""
     if not statements.insert_returning_pk(posting, on_conflict_do_nothing=("reference",)):
         return None
-    # Each balance is computed in Decimal and written whole: SQLite keeps decimals as binary floats, so
-    # `balance + amount` in SQL drifts (0.3 - 0.1 leaves 0.19999999999999998, which then cannot pay 0.2), while a
-    # value written from its exact decimal reads back exact.
+    # Each balance is computed in Decimal and written whole, so the range check above holds for what is written.
     balance_of = {account.pk: account.balance for account in accounts.values()}
     params: list[Any] = []
     for account_id, change in changes.items():

@@ -1,7 +1,10 @@
 import uuid
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+
+from aitbc_site.amounts import AmountField
 
 
 class User(AbstractUser):
@@ -82,7 +85,6 @@ class AccountKind(models.TextChoices):
 
 
 USER_ACCOUNT_KINDS = (AccountKind.AVAILABLE, AccountKind.HELD)
-AMOUNT = {"max_digits": 24, "decimal_places": 8}
 
 
 class LedgerAccount(models.Model):
@@ -96,7 +98,7 @@ class LedgerAccount(models.Model):
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts")
     kind = models.CharField(max_length=20, choices=AccountKind.choices)
-    balance = models.DecimalField(default=0, **AMOUNT)
+    balance = AmountField(default=Decimal("0"))
 
     class Meta:
         constraints = [
@@ -149,7 +151,7 @@ class LedgerEntry(models.Model):
     id = models.BigAutoField(primary_key=True)
     posting = models.ForeignKey(Posting, on_delete=models.PROTECT, related_name="entries")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
-    amount = models.DecimalField(**AMOUNT)
+    amount = AmountField()
     created_at = models.DateTimeField()
 
     class Meta:

@@ -6,14 +6,16 @@ from rest_framework import serializers
 
 from accounts.addresses import canonical_address
 from accounts.models import ApiKey, ApiKeyRole
+from aitbc_site import amounts
 from aitbc_site.strict import StrictSerializer
 
 _SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 
 
 class AmountField(serializers.CharField):
-    """An AITBC amount: a JSON string holding a decimal with at most 8 places. Numbers are refused, since a JSON
-    number may already have lost digits on its way."""
+    """An AITBC (or BTC) amount: a JSON string holding a decimal with ASCII digits and at most 8 places. Numbers are
+    refused, since a JSON number may already have lost digits on its way. Beyond ±MAX_AMOUNT is 400
+    AMOUNT_OUT_OF_RANGE, raised from here since DRF would fold a ValidationError into VALIDATION_ERROR."""
 
     checks_own_json_type = True
 
@@ -24,12 +26,15 @@ class AmountField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:  # type: ignore[override]
-        if not isinstance(data, str) or not re.fullmatch(r"-?\d{1,16}(\.\d{1,8})?", data):
-            raise serializers.ValidationError('Must be a decimal string with at most 8 decimal places, e.g. "1.5".')
-        amount = Decimal(data)
+        try:
+            amount = amounts.parse(data)
+        except ValueError:
+            raise serializers.ValidationError(
+                'Must be a decimal string with at most 8 decimal places, e.g. "1.5".'
+            ) from None
         if self.positive and amount <= 0:
             raise serializers.ValidationError("Must be greater than 0.")
-        return amount
+        return amounts.check_range(amount, what=self.field_name or "amount")
 
     def to_representation(self, value: Any) -> str:
         return f"{Decimal(value):.8f}"

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+from aitbc_site import amounts
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -106,9 +108,9 @@ def parse_job_prices(text: str) -> dict[str, Decimal]:
     prices = json.loads(text)
     if not isinstance(prices, dict) or not all(isinstance(price, str) for price in prices.values()):
         raise ValueError("expected an object whose values are decimal strings")
-    parsed = {job_type: parse_decimal(price) for job_type, price in prices.items()}
-    if any(price < 0 or price != price.quantize(Decimal("0.00000001")) for price in parsed.values()):
-        raise ValueError("prices must be non-negative with at most 8 decimal places")
+    parsed = {job_type: amounts.parse(price) for job_type, price in prices.items()}
+    if any(price < 0 or not amounts.in_range(price) for price in parsed.values()):
+        raise ValueError(f"prices must be from 0 to {amounts.MAX_TEXT}")
     return parsed
 
 

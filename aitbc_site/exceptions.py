@@ -21,6 +21,11 @@ class ValidationFailed(ApplicationError):
     default_message = "The request is not valid."
 
 
+class AmountOutOfRange(ApplicationError):
+    code = "AMOUNT_OUT_OF_RANGE"
+    default_message = "The amount is outside the range accepted."
+
+
 class InvalidJobType(ApplicationError):
     code = "INVALID_JOB_TYPE"
     default_message = "The specified job type is not supported."

@@ -11,6 +11,7 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from aitbc_site import amounts
 from aitbc_site.strict import StrictSerializer
 
 ErrorSerializer = inline_serializer(
@@ -115,8 +116,12 @@ class AmountFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "accounts.serializers.AmountField"
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
-        sign = "" if self.target.positive else "-?"
-        return {"type": "string", "pattern": rf"^{sign}\d{{1,16}}(\.\d{{1,8}})?$"}
+        pattern = amounts.AMOUNT_PATTERN if not self.target.positive else amounts.AMOUNT_PATTERN.removeprefix("-?")
+        return {
+            "type": "string",
+            "pattern": f"^{pattern}$",
+            "description": f"At most {amounts.MAX_TEXT} in magnitude; beyond is 400 AMOUNT_OUT_OF_RANGE.",
+        }
 
 
 class WalletAddressFieldSchema(OpenApiSerializerFieldExtension):

@@ -1,18 +1,20 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-BTC = {"max_digits": 16, "decimal_places": 8}
-AITBC = {"max_digits": 24, "decimal_places": 8}
+from aitbc_site.amounts import AmountField
 
 
 class ExchangeRate(models.Model):
     """One value of the BTC→AITBC rate; the newest row is the current rate, the others its history."""
 
     id = models.BigAutoField(primary_key=True)
-    btc_to_aitbc = models.DecimalField(**AITBC)
+    # AITBC for one whole BTC: the price of a bitcoin, an AITBC amount with 8 places like any other (rate_set rounds
+    # it to them), so it is stored exactly like one and bounded by the same MAX_AMOUNT.
+    btc_to_aitbc = AmountField()
     source = models.CharField(max_length=500)
     created_at = models.DateTimeField()
 
@@ -65,9 +67,9 @@ class Payment(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments")
     status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
-    btc_amount = models.DecimalField(**BTC)
-    aitbc_amount = models.DecimalField(**AITBC)
-    rate = models.DecimalField(**AITBC)
+    btc_amount = AmountField()
+    aitbc_amount = AmountField()
+    rate = AmountField()
     address = models.CharField(max_length=100)
     # Receive index 0/i under BITCOIN_XPUB; null for the shared BITCOIN_ADDRESS.
     derivation_index = models.PositiveIntegerField(null=True, blank=True, unique=True)
@@ -76,7 +78,7 @@ class Payment(models.Model):
     watching = models.BooleanField(default=True)
     required_confirmations = models.PositiveSmallIntegerField()
     confirmations = models.PositiveIntegerField(default=0)
-    received_btc = models.DecimalField(default=0, **BTC)
+    received_btc = AmountField(default=Decimal("0"))
     txid = models.CharField(max_length=64, null=True, blank=True)
     vout = models.PositiveIntegerField(null=True, blank=True)
     # The chain's tip when the payment was asked for: an output confirmed at or below it was on the chain before
@@ -89,7 +91,7 @@ class Payment(models.Model):
     # sent to it again is recorded as a LateDeposit instead of being lost. On the shared address the amount stays
     # reserved that long, so a later payment never asks for it.
     deposit_watch_until = models.DateTimeField(null=True, blank=True)
-    credited_aitbc = models.DecimalField(null=True, blank=True, **AITBC)
+    credited_aitbc = AmountField(null=True, blank=True)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     seen_at = models.DateTimeField(null=True, blank=True)
@@ -154,7 +156,7 @@ class LateDeposit(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="late_deposits")
     txid = models.CharField(max_length=64)
     vout = models.PositiveIntegerField()
-    amount_btc = models.DecimalField(**BTC)
+    amount_btc = AmountField()
     block_height = models.PositiveIntegerField(null=True, blank=True)
     confirmations = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=LateDepositStatus.choices, default=LateDepositStatus.OPEN)
@@ -162,7 +164,7 @@ class LateDeposit(models.Model):
     resolved_by = models.CharField(max_length=150, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_note = models.CharField(max_length=500, blank=True)
-    credited_aitbc = models.DecimalField(null=True, blank=True, **AITBC)
+    credited_aitbc = AmountField(null=True, blank=True)
 
     class Meta:
         ordering = ["-seen_at", "-id"]

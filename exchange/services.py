@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import User
+from aitbc_site import amounts
 from exchange.backends import (
     SATOSHI,
     BackendError,
@@ -49,8 +50,8 @@ DEPOSIT_WATCH_INTERVAL = timedelta(minutes=10)
 
 def rate_set(*, btc_to_aitbc: Decimal, source: str, force: bool = False) -> ExchangeRate:
     """Record a new rate. A change of more than RATE_MAX_CHANGE is refused unless forced."""
-    if btc_to_aitbc <= 0:
-        raise ValueError("the rate must be positive")
+    if btc_to_aitbc <= 0 or not amounts.in_range(btc_to_aitbc):
+        raise ValueError(f"the rate must be positive and at most {amounts.MAX_TEXT}")
     current = current_rate()
     change = abs(btc_to_aitbc - current.btc_to_aitbc) / current.btc_to_aitbc
     if change > settings.RATE_MAX_CHANGE and not force:
@@ -73,9 +74,9 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
     if (aitbc_amount is None) == (btc_amount is None):
         raise ValueError("exactly one of aitbc_amount and btc_amount")
     rate = current_rate().btc_to_aitbc
-    # The limits are checked before anything is rounded: an amount far outside them (the fields allow 16 integer
-    # digits) has more digits at 8 decimal places than Decimal's 28, and rounding it would raise. Rounding up to the
-    # satoshi cannot carry an amount within the limits (8 places themselves) outside them.
+    # The limits are checked before anything is rounded: an amount far outside them (10¹⁰ AITBC at a rate of 10⁻⁸
+    # is 10¹⁸ BTC) may have more digits at 8 decimal places than Decimal's 28, and rounding it would raise.
+    # Rounding up to the satoshi cannot carry an amount within the limits (8 places themselves) outside them.
     unrounded_btc = aitbc_amount / rate if aitbc_amount is not None else btc_amount
     if not settings.EXCHANGE_MIN_BTC <= unrounded_btc <= settings.EXCHANGE_MAX_BTC:
         raise AmountOutOfRange(
@@ -88,6 +89,7 @@ def payment_create(*, user: User, aitbc_amount: Decimal | None = None, btc_amoun
         aitbc_amount = ledger.quantize_down(btc_amount * rate)
     if aitbc_amount <= 0:
         raise AmountOutOfRange("The amount buys no AITBC at the current rate.", details={"btc_amount": str(btc_amount)})
+    amounts.check_range(aitbc_amount, what="aitbc_amount")
     backend = backend_from_settings()
     chain_height = _chain_call(backend.tip_height, "reading the tip height")
     now = timezone.now()
@@ -337,7 +339,17 @@ def _advance(payment: Payment, seen: Observation, now: datetime) -> str:
                                   **progress))
         return _outcome(_record_progress(payment=payment, **progress))
     if seen.confirmations >= required:
-        credited = _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
+        try:
+            credited = _credit(payment=payment, received=seen.received, actor="system", now=now, **chain_fields)
+        except AmountOutOfRange as refusal:
+            # The credit would take the buyer's balance beyond MAX_AMOUNT. Its transaction rolled back, the move
+            # included; the payment stays as it was, noted, for an operator, and the other payments go on.
+            logger.warning("payment %s not credited: %s", payment.pk, refusal.message)
+            payment.refresh_from_db()
+            Payment.objects.filter(pk=payment.pk, status=payment.status).update(
+                note=f"not credited: {refusal.message}"[:500], **progress
+            )
+            return LOST  # the caller reads the payment as it is now
         return CREDITED if credited else LOST
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
         return _outcome(_move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress))

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from aitbc_site.amounts import AmountField
+
 
 class JobStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -63,7 +65,7 @@ class Job(models.Model):
     not_before = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Fixed at submission. Jobs of service users (API_KEYS, keys without an owner) show a price but are not billed.
-    price = models.DecimalField(max_digits=24, decimal_places=8, default=Decimal("0"))
+    price = AmountField(default=Decimal("0"))
     billed = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_request = models.JSONField(null=True, blank=True)
@@ -158,7 +160,7 @@ class JobTypePrice(models.Model):
     """What a job of this type costs, set by operators; seeded from JOB_PRICES (default 1 AITBC)."""
 
     job_type = models.CharField(max_length=64, primary_key=True)
-    price = models.DecimalField(max_digits=24, decimal_places=8)
+    price = AmountField()
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

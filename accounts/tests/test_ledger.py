@@ -15,6 +15,7 @@ from accounts.exceptions import InsufficientFunds
 from accounts.models import AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind, User
 from accounts.selectors import ledger_problems
 from accounts.services import wallet_user_for
+from aitbc_site.amounts import to_units
 from aitbc_site.exceptions import ValidationFailed
 from aitbc_site.testing import run_concurrently
 
@@ -548,7 +549,7 @@ def test_check_ledger_passes_an_empty_ledger(db: None) -> None:
 def test_check_ledger_fails_with_a_report_when_a_balance_was_edited_in_place(alice: User) -> None:
     fund(alice, "10")
     account = ledger.account_for(user_id=alice.pk, kind=AccountKind.AVAILABLE)
-    raw_update(LedgerAccount._meta.db_table, "balance = %s", "id = %s", [Decimal("15"), account.pk])
+    raw_update(LedgerAccount._meta.db_table, "balance = %s", "id = %s", [to_units(Decimal("15")), account.pk])
 
     with pytest.raises(CommandError) as failed:
         check_ledger()
@@ -562,7 +563,7 @@ def test_check_ledger_fails_with_a_report_when_a_balance_was_edited_in_place(ali
 def test_check_ledger_fails_with_a_report_when_an_entry_was_edited(alice: User) -> None:
     fund(alice, "10", reference="deposit:tampered")
     entry = LedgerEntry.objects.get(account__user=alice)
-    raw_update(LedgerEntry._meta.db_table, "amount = %s", "id = %s", [Decimal("11"), entry.pk])
+    raw_update(LedgerEntry._meta.db_table, "amount = %s", "id = %s", [to_units(Decimal("11")), entry.pk])
 
     with pytest.raises(CommandError) as failed:
         check_ledger()
@@ -577,7 +578,7 @@ def test_check_ledger_reports_every_problem_not_just_the_first(alice: User, bob:
     fund(alice, "10", reference="deposit:a")
     fund(bob, "10", reference="deposit:b")
     accounts = [ledger.account_for(user_id=user.pk, kind=AccountKind.AVAILABLE).pk for user in (alice, bob)]
-    raw_update(LedgerAccount._meta.db_table, "balance = balance + 1", "id IN (%s, %s)", accounts)
+    raw_update(LedgerAccount._meta.db_table, f"balance = balance + {to_units(Decimal(1))}", "id IN (%s, %s)", accounts)
 
     with pytest.raises(CommandError) as failed:
         check_ledger()

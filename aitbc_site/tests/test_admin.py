@@ -251,6 +251,10 @@ def test_a_price_is_edited_in_the_list_and_a_negative_one_is_refused(admin_clien
     refused = admin_client.post(changelist(JobTypePrice), {**form, f"form-{index}-price": "-1"})
     assert refused.status_code == 200 and "greater than or equal to 0" in refused.content.decode()
     assert JobTypePrice.objects.get(job_type="embedding").price == Decimal("2.5")
+    for beyond, error in [("10000000000.00000001", "less than or equal to 10000000000"), ("\u0661", "Enter a number")]:
+        refused = admin_client.post(changelist(JobTypePrice), {**form, f"form-{index}-price": beyond})
+        assert refused.status_code == 200 and error in refused.content.decode()
+    assert JobTypePrice.objects.get(job_type="embedding").price == Decimal("2.5")
 
 
 # --- miners -------------------------------------------------------------------------------------------------------
@@ -367,6 +371,9 @@ def test_an_adjustment_posts_to_the_available_balance_with_reason_and_operator(a
         ({"amount": "0", "reason": "nothing"}, "An adjustment of zero changes nothing."),
         ({"amount": "five", "reason": "typo"}, "Enter a number."),
         ({"amount": "0.000000001", "reason": "dust"}, "Ensure that there are no more than 8 decimal places."),
+        ({"amount": "\u0661", "reason": "arabic-indic one"}, "Enter a number."),
+        ({"amount": "10000000000.00000001", "reason": "too much"}, "less than or equal to 10000000000"),
+        ({"amount": "-10000000000.00000001", "reason": "too little"}, "greater than or equal to -10000000000"),
     ],
 )
 def test_an_adjustment_needs_a_reason_and_a_real_amount(admin_client: Client, db: None, form, error) -> None:

@@ -447,3 +447,34 @@ def test_concurrent_status_reads_racing_to_credit_all_answer_the_credited_paymen
     assert [response.status_code for response in reads] == [200, 200]
     assert [(r.json()["status"], r.json()["credited_aitbc"]) for r in reads] == [("confirmed", "100.00000000")] * 2
     assert_credited_once(Payment.objects.get(), "100")
+
+
+NOT_ASCII = {
+    "arabic-indic btc": {"btc_amount": "0.\u0660\u0660\u0661"},
+    "fullwidth btc": {"btc_amount": "\uff11"},
+    "arabic-indic aitbc": {"aitbc_amount": "\u0661\u0660\u0660"},
+}
+
+
+@pytest.mark.parametrize("body", NOT_ASCII.values(), ids=NOT_ASCII.keys())
+def test_an_amount_in_other_than_ascii_digits_is_400_validation_error(
+    buyer_api: APIClient, body: dict[str, str]
+) -> None:
+    error = assert_api_error(create(buyer_api, **body), status=400, code="VALIDATION_ERROR")
+
+    assert set(error["details"]) == set(body)
+    assert not Payment.objects.exists()
+
+
+def test_a_payment_buying_beyond_the_largest_amount_is_400_amount_out_of_range(
+    buyer_api: APIClient, settings: Settings
+) -> None:
+    # At 10¹⁰ AITBC per BTC (the largest rate), 1.00000001 BTC buys more than the largest amount.
+    settings.EXCHANGE_MAX_BTC = Decimal("2")
+    ExchangeRate.objects.create(btc_to_aitbc=Decimal("10000000000"), source="test", created_at=timezone.now())
+
+    error = assert_api_error(create(buyer_api, btc_amount="1.00000001"), status=400, code="AMOUNT_OUT_OF_RANGE")
+
+    assert error["details"]["field"] == "aitbc_amount"
+    assert not Payment.objects.exists()
+    created(buyer_api, btc_amount="1")

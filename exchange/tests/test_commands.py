@@ -68,6 +68,15 @@ def test_update_rate_refuses_a_rate_that_is_not_a_positive_number(rate: str) -> 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("rate", ["\u0661\u0660\u0660\u0660\u0660\u0660", "10000000000.00000001"])
+def test_update_rate_refuses_other_than_ascii_digits_and_a_rate_beyond_the_largest_amount(rate: str) -> None:
+    with pytest.raises(CommandError):
+        update_rate("--rate", rate, "--force")
+
+    assert ExchangeRate.objects.filter(source="update_rate --rate").count() == 0
+
+
+@pytest.mark.django_db
 def test_update_rate_reads_the_rate_from_a_json_endpoint(price_server: PriceServer) -> None:
     update_rate("--source", price_server.url)
 

@@ -11,7 +11,9 @@ import pytest
 from django.core.management import call_command
 from pytest_django.fixtures import Settings
 
+from accounts import ledger
 from accounts.models import User
+from aitbc_site.amounts import MAX_AMOUNT
 from aitbc_site.testing import run_concurrently
 from exchange import services
 from exchange.exceptions import ChainUnavailable, InvalidPaymentState
@@ -598,3 +600,25 @@ def test_an_operator_closes_a_payment_held_for_review_without_crediting_it(
 def test_a_confirmed_payment_is_final_and_nothing_goes_back_to_pending() -> None:
     assert {new for old, new in PAYMENT_TRANSITIONS if old == PaymentStatus.CONFIRMED} == set()
     assert {old for old, new in PAYMENT_TRANSITIONS if new == PaymentStatus.PENDING} == set()
+
+
+def test_a_credit_beyond_the_largest_balance_is_noted_for_an_operator_and_the_others_go_on(
+    node: ChainServer, chain: Chain, buyer: User
+) -> None:
+    ledger.deposit(user_id=buyer.pk, amount=MAX_AMOUNT - 50, reference="deposit:earlier", memo="bought")
+    full, fits = make_payment(buyer, btc="0.001"), make_payment(buyer, btc="0.0005")
+    chain.pay(full.address, "0.001")
+    chain.pay(fits.address, "0.0005")
+    chain.mine()
+
+    counts = services.check_open_payments()
+
+    full.refresh_from_db()
+    assert (full.status, full.credited_aitbc, full.watching) == ("pending", None, True)
+    assert full.note.startswith("not credited: The available balance would go beyond the largest amount")
+    assert full.received_btc == Decimal("0.001")
+    assert deposits_of(full) == []
+    fits.refresh_from_db()
+    assert (fits.status, fits.credited_aitbc) == ("confirmed", Decimal("50"))
+    assert available(buyer) == MAX_AMOUNT
+    assert counts["checked"] == 2

@@ -17,6 +17,9 @@ def _read_field(document: Any, path: str) -> Decimal:
             value = value[part]
         else:
             raise CommandError(f"the answer has no field {path!r}")
+    # Decimal() reads any Unicode digit (an Arabic-Indic one is 1); a rate is spelt in ASCII.
+    if isinstance(value, bool) or not str(value).isascii():
+        raise CommandError(f"field {path!r} is not a number: {value!r}")
     try:
         number = Decimal(str(value))
     except InvalidOperation:
