@@ -189,8 +189,16 @@ def test_head_answers_like_get(world: World, probe_sender: Any, operation: Opera
     since = len(FAILURES)
     headers = credentials(world, operation.role)
     if operation.path in HEAD_REFUSED:
+        # A job the miner can take, first in line: a HEAD that hands it out leaves it running on a miner that
+        # never saw it (the after-run check finds it too).
+        job = world.call("POST", "/v1/client/jobs", "client",
+                         {"job_type": "llm_inference", "parameters": {"prompt": "head"}, "priority": 9}, expect=201)
         probe_sender(operation, Probe("HEAD", target(operation, world), "HEAD on a route with side effects",
                                       headers=list(headers), status=405))
+        after = world.call("GET", f"/v1/client/jobs/{job['id']}", "client")
+        if after["status"] != "pending":
+            check(world, operation, Probe("HEAD", target(operation, world), "HEAD on the miner's poll"),
+                  Answer(200, {}, b"", 0.0), [f"HEAD handed out job {job['id']} (now {after['status']})"])
     else:
         got = probe_sender(operation, Probe("GET", target(operation, world), "GET", headers=list(headers)))
         head = Probe("HEAD", target(operation, world), f"HEAD (GET answered {got.status})", headers=list(headers),
