@@ -4,16 +4,13 @@ One line per database, operation and kind of problem, with the number of inputs,
 traceback's last line from the server's log where there is one."""
 
 import json
-import re
 import sys
 from collections import defaultdict
 from typing import Any
 
-# The part of a problem that names its kind: "server error 500", "expected code INVALID_CURSOR, got 400 …".
-_NUMBERS = re.compile(r"\b\d{3,}\b(?! [A-Z_])")
-
 
 def kind_of(problem: str) -> str:
+    """A problem without the part that differs from one input to the next (what was accepted, the body shown)."""
     return problem.split(":")[0] if problem.startswith(("accepted", "not the error envelope")) else problem
 
 

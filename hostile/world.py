@@ -20,7 +20,7 @@ from hostile.wire import Answer, Probe, send
 
 WORKERS = 2
 THREADS = 4
-# Regtest-free exchange settings as .ci/schemathesis.sh has them: BIP 84's published testnet account key (no one's
+# The exchange configured as .ci/schemathesis.sh has it: BIP 84's published testnet account key (no one's
 # funds), payments checked by hand, so the fuzzer reaches the exchange's code rather than its 503.
 EXCHANGE_ENV = {
     "BITCOIN_XPUB": "vpub5Y6cjg78GGuNLsaPhmYsiw4gYX3HoQiRBiSwDaBXKUafCt9bNwWQiitDk5VZ5BVxYnQdwoTyXSs2JHRPAgjAvtbBrf8ZhD"
