@@ -70,6 +70,8 @@ class Operation:
         # A route that takes an API key as well as a session (a balance) is wronged by a key of no one's: a miner's.
         takes_key = any("ApiKeyAuth" in requirement for requirement in self.security)
         session = "miner" if takes_key else "client"
+        if self.path.startswith("/v1/receipts/"):
+            return None  # a receipt is shown to its job's client and to the miner that produced it: both keys are right
         return {"client": "miner", "miner": "client", "session": session, "logout": "client"}.get(self.role or "")
 
     @property

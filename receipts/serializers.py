@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from aitbc_site.strict import JSONObjectField
+from aitbc_site.strict import JSONObjectField, StrictSerializer
 from receipts.canonical import CanonicalizationError, canonical_bytes
 
 
@@ -48,8 +48,10 @@ class ReceiptListSerializer(serializers.Serializer):
     results = ReceiptSerializer(many=True)
 
 
-class VerifyRequestSerializer(serializers.Serializer):
+class VerifyRequestSerializer(StrictSerializer):
     """A receipt as received; only the fields verification needs are checked here, the rest is signed content."""
+
+    refuses_unknown_fields = False
 
     key_id = serializers.CharField()
     proof = serializers.CharField()

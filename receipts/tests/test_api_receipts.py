@@ -352,7 +352,6 @@ def test_fields_beyond_the_documented_ones_are_signed_too(receipt: dict[str, Any
         pytest.param(lambda r: {k: v for k, v in r.items() if k != "metrics"}, id="field-removed"),
         pytest.param(lambda r: {**r, "proof": r["proof"][:-2]}, id="proof-truncated"),
         pytest.param(lambda r: {**r, "proof": "zz" + r["proof"][2:]}, id="proof-not-hex"),
-        pytest.param(lambda r: {**r, "proof": 12345}, id="proof-a-number"),
         pytest.param(lambda r: {**r, "result": {"big": 2**60}}, id="integer-json-canonicalization-cannot-represent"),
     ],
 )
@@ -363,6 +362,16 @@ def test_other_changes_to_a_receipt_are_bad_signatures_too(
 
     assert response.status_code == 200, response.content
     assert response.json() == {"valid": False, "key_id": receipt["key_id"], "reason": "BAD_SIGNATURE"}
+
+
+@pytest.mark.parametrize("field", ["proof", "key_id"])
+@pytest.mark.parametrize("value", [12345, 1.5, True, None])
+def test_a_receipt_whose_key_id_or_proof_is_not_a_string_is_400(
+    receipt: dict[str, Any], anonymous_api: APIClient, field: str, value: Any
+) -> None:
+    error = assert_api_error(verify(anonymous_api, {**receipt, field: value}), status=400, code="VALIDATION_ERROR")
+
+    assert field in error["details"]
 
 
 def test_a_receipt_re_signed_by_another_key_under_our_key_id_is_a_bad_signature(
