@@ -25,7 +25,7 @@ setup-dev: $(VENV)/.dev
 # Secrets for the embedded default, made once and kept under data/ (never committed), so every worker and every
 # later start uses the same ones.
 local-env:
-	@mkdir -p data
+	@mkdir -p -m 700 data
 	@if [ ! -f $(LOCAL_ENV) ]; then \
 		umask 077; \
 		{ echo "SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')"; \

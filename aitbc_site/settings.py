@@ -1,6 +1,5 @@
 """The only settings module. Every value comes from the environment (see .env.example for the full list)."""
 
-import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -195,13 +194,8 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # request costs more than the request itself.
     _database["CONN_MAX_AGE"] = None
     _database["CONN_HEALTH_CHECKS"] = False
-    if _database["NAME"] and _database["NAME"] != ":memory:":
-        # The database holds every balance, key hash and session: its directory and the file are made readable by
-        # their owner only, before SQLite would create the file with the umask's mode (its -wal and -shm files take
-        # the database file's mode).
-        _database_file = Path(_database["NAME"])
-        _database_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(_database_file, os.O_CREAT | os.O_WRONLY, 0o600))
+    # The same backend, making a new database file and its directory owner-only (aitbc_site/sqlite3/base.py).
+    _database["ENGINE"] = "aitbc_site.sqlite3"
 # Django's own backends, not django-prometheus' wrappers of them: those time and count every statement in
 # prometheus_client's multiprocess files (and build a cursor class per cursor), about a tenth of a job cycle's CPU.
 # Request latency by route is measured anyway; per-statement figures belong to the database (pg_stat_statements).

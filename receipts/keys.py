@@ -51,7 +51,7 @@ def _seed_from_file(path: Path) -> str:
     refuses to replace an existing file: exactly one worker's seed wins, and no worker can ever read a half-written
     (or, after a crash, empty) key file, which creating the file itself with O_EXCL and then writing it allowed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
         try:

@@ -21,3 +21,14 @@ def test_a_new_sqlite_database_and_its_directory_are_made_owner_only(tmp_path: P
     for file in database.parent.glob("coordinator.db*"):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     assert database.stat().st_size > 0
+
+
+def test_loading_the_settings_alone_creates_no_database(tmp_path: Path) -> None:
+    # A build step (collectstatic as root in the Dockerfile) must leave nothing the service user could not open.
+    database = tmp_path / "data" / "coordinator.db"
+    env = {**os.environ, "SECRET_KEY": "tests-only", "DATABASE_URL": f"sqlite:///{database}",
+           "CACHE_DIR": str(tmp_path / "cache")}
+
+    run_manage("check", env=env)
+
+    assert not database.parent.exists()
