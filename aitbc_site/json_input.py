@@ -24,8 +24,11 @@ MAX_JSON_DEPTH = 64
 MAX_JSON_INTEGER = 2**63 - 1
 _LONGEST_INTEGER_DIGITS = len(str(MAX_JSON_INTEGER))
 
-# A JSON string (its escapes included), so the brackets inside strings are not counted as nesting.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Escapes, then strings, are cut out so that brackets inside strings are not counted as nesting. Two passes of
+# patterns that cannot backtrack keep this linear: one pattern for a string with its escapes rescans the rest of
+# the body from every quote of an unterminated string full of `\"`, quadratic in the body's size.
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
 # Every byte but the four brackets is deleted; openers become +1 and closers -1 as signed bytes.
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
@@ -50,7 +53,7 @@ def nesting_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     otherwise strings are cut out and the running sum of +1 per opener and -1 per closer is taken."""
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    brackets = _STRING.sub(b"", body).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", body)).translate(_BRACKET_STEPS, _NOT_BRACKETS)
     return max(itertools.accumulate(array("b", brackets)), default=0) > limit
 
 

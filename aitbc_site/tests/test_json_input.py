@@ -2,12 +2,15 @@
 each a clear 400 before anything is stored."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
 from aitbc_site.json_input import MAX_JSON_DEPTH, nesting_exceeds
+from aitbc_site.settings import BASE_DIR
 from aitbc_site.testing import assert_api_error
 from jobs.models import Job
 
@@ -36,6 +39,17 @@ def nested(depth: int, inner: str = "1") -> str:
 )
 def test_nesting_is_counted_from_the_root_outside_strings(body: str, too_deep: bool) -> None:
     assert nesting_exceeds(body.encode()) is too_deep
+
+
+def test_the_nesting_count_finishes_on_an_unterminated_string_full_of_escaped_quotes_at_the_cap() -> None:
+    # One regex for "a string with its escapes" rescans the rest of the body from every quote of such a string:
+    # about fifty minutes of CPU for this 1 MiB body, with the GIL held. Linear, it takes milliseconds; the bound
+    # only turns a hang into a failure.
+    script = (
+        "from aitbc_site.json_input import nesting_exceeds\n"
+        "assert nesting_exceeds(b'[' * 65 + b'\"' + b'\\\\\"' * (512 * 1024 - 40))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, check=True, timeout=60)
 
 
 JSON_ROUTES = [
