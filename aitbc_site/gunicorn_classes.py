@@ -15,6 +15,8 @@ from gunicorn import glogging, util
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
+from aitbc_site.request_framing import CLOSE_CONNECTION
+
 # Status, reason phrase and our error code for each parse failure answered here; gunicorn keeps the rest (its 500s,
 # 501 for an unknown transfer coding, 417, proxy-protocol and TLS failures), which a client of the API cannot cause
 # by the request's content alone.
@@ -68,17 +70,17 @@ class EnvelopeThreadWorker(ThreadWorker):
 
 
 def _honouring_connection_close(application: Callable[..., Any]) -> Callable[..., Any]:
-    """The application, able to close the connection after an answer by sending `Connection: close`.
+    """The application, able to have the connection closed after an answer by setting
+    `request_framing.CLOSE_CONNECTION` in the environ (gunicorn then answers `Connection: close`).
 
-    gunicorn drops every hop-by-hop header an application sends, that one included, and keeps the connection alive;
-    after an answer given without reading the whole body (413, a broken chunk), the unread rest would then be read as
-    the next request. `start_response` is bound to gunicorn's response object, which can be told to close."""
+    After an answer given without reading the whole body (413, a broken chunk), gunicorn would keep the connection
+    alive and read the unread rest as the next request. `start_response` is bound to gunicorn's response object,
+    which can be told to close."""
 
     def application_closing_on_request(environ: dict[str, Any], start_response: Any) -> Any:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            for name, value in headers:
-                if name.lower() == "connection" and value.lower() == "close":
-                    start_response.__self__.force_close()
+            if environ.get(CLOSE_CONNECTION):
+                start_response.__self__.force_close()
             return start_response(status, headers, exc_info)
 
         return application(environ, start)

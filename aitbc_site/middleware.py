@@ -7,7 +7,7 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from aitbc_site.exception_handler import json_error_response
-from aitbc_site.request_framing import BODY_PROBLEM, TOO_LARGE
+from aitbc_site.request_framing import BODY_PROBLEM, CLOSE_CONNECTION, TOO_LARGE
 
 # Load balancers and scrapers address a node directly, by an address ALLOWED_HOSTS need not list.
 HOST_CHECK_EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -63,30 +63,31 @@ class RequestBodyLimitMiddleware:
         problem = request.META.get(BODY_PROBLEM)
         if problem:
             if problem == TOO_LARGE:
-                return self._too_big(limit)
-            return _closing(json_error_response(400, "MALFORMED_REQUEST", "The chunked body's framing is broken."))
+                return self._too_big(request, limit)
+            broken = json_error_response(400, "MALFORMED_REQUEST", "The chunked body's framing is broken.")
+            return _closing(request, broken)
         try:
             declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _closing(json_error_response(400, "BAD_REQUEST", "Content-Length is not a number."))
+            return _closing(request, json_error_response(400, "BAD_REQUEST", "Content-Length is not a number."))
         if declared_length > limit:
-            return self._too_big(limit)
+            return self._too_big(request, limit)
         if declared_length:
             try:
                 # Reading `body` enforces the limit on the bytes actually sent and caches them for the parser;
                 # the value itself is not needed here.
                 _ = request.body
             except RequestDataTooBig:
-                return self._too_big(limit)
+                return self._too_big(request, limit)
         return self.get_response(request)
 
     @staticmethod
-    def _too_big(limit: int) -> HttpResponse:
-        return _closing(json_error_response(413, "PAYLOAD_TOO_LARGE", f"Request bodies are limited to {limit} bytes."))
+    def _too_big(request: HttpRequest, limit: int) -> HttpResponse:
+        message = f"Request bodies are limited to {limit} bytes."
+        return _closing(request, json_error_response(413, "PAYLOAD_TOO_LARGE", message))
 
 
-def _closing(response: HttpResponse) -> HttpResponse:
-    # gunicorn drops hop-by-hop headers from an application's answer; our worker class
-    # (gunicorn_classes.EnvelopeThreadWorker) reads this one as "close the connection after this answer".
-    response["Connection"] = "close"
+def _closing(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """`response`, after which the server is asked to close the connection (`request_framing.CLOSE_CONNECTION`)."""
+    request.META[CLOSE_CONNECTION] = True
     return response

@@ -14,6 +14,10 @@ from typing import Any
 from django.conf import settings
 
 BODY_PROBLEM = "aitbc.body_problem"
+# Set in the environ by an answer given without reading the whole body (413, a broken chunk): the rest is still
+# unread on the connection, so the server must close it. An application may not send `Connection` itself (PEP 3333
+# forbids hop-by-hop headers, and wsgiref asserts on them); gunicorn_classes.EnvelopeThreadWorker reads this.
+CLOSE_CONNECTION = "aitbc.close_connection"
 TOO_LARGE = "too_large"
 MALFORMED = "malformed"
 
