@@ -21,6 +21,7 @@ class InvalidCursor(ApplicationError):
 
 
 class CursorPage(CursorPagination):
+    model: type[Model]
     page_size = 20
     max_page_size = 100
     page_size_query_param = "limit"
@@ -40,7 +41,7 @@ class CursorPage(CursorPagination):
 
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any] | None:
         # The cursor's position is read as a value of the ordering's first field, which needs the model.
-        self.model: type[Model] = queryset.model
+        self.model = queryset.model
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
@@ -69,9 +70,11 @@ class CursorPage(CursorPagination):
         field = self.model._meta.get_field(self.ordering[0].lstrip("-"))
         try:
             value = field.to_python(position)
-        except ValidationError:
+        except (ValidationError, OverflowError):
             raise InvalidCursor() from None
-        if value is None or (isinstance(value, datetime.datetime) and value.tzinfo is None):
+        # The positions this API issues are UTC times; another offset could be converted out of the date range
+        # (0001-01-01T00:00+01:00) by the database adapter, a 500 there.
+        if value is None or (isinstance(value, datetime.datetime) and value.utcoffset() != datetime.timedelta(0)):
             raise InvalidCursor()
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
