@@ -40,7 +40,9 @@ class MinerEndpointField(serializers.URLField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.validators = [URLValidator(schemes=["http", "https"], message=self.error_messages["invalid"])]
+        # DRF's own URL validator takes ftp too; its length validator stays.
+        self.validators = [validator for validator in self.validators if not isinstance(validator, URLValidator)]
+        self.validators.append(URLValidator(schemes=["http", "https"], message=self.error_messages["invalid"]))
 
     def to_internal_value(self, data: Any) -> str:
         url: str = super().to_internal_value(data)
