@@ -66,10 +66,16 @@ _RENDERER = JSONRenderer()
 
 
 def render(data: Any) -> bytes:
-    """`data` as the API's renderer writes it as a response body, byte for byte; `Unrenderable` if it cannot."""
+    """`data` as the API's renderer writes it as a response body, byte for byte; `Unrenderable` if it cannot.
+
+    Only the failures a stored value can cause count as unrenderable (a lone surrogate, a non-finite number); any
+    other (a value our code forgot to convert, a circular structure) is our bug and is raised as it is, rather than
+    failing every job a poll meets."""
     try:
         return _RENDERER.render_strict(data)
-    except (UnicodeEncodeError, ValueError, TypeError) as error:
+    except (UnicodeEncodeError, ValueError) as error:
+        if not isinstance(error, UnicodeEncodeError) and "Out of range float" not in str(error):
+            raise
         # Only on failure: which top-level values fail, and why (the first problem of each).
         problems = {str(key): _problem(value) for key, value in data.items()} if isinstance(data, dict) else {}
         failing = {key: why for key, why in problems.items() if why is not None}

@@ -115,14 +115,15 @@ def test_a_poll_that_meets_only_a_poison_job_answers_empty_and_the_next_poll_is_
 
 
 def test_a_document_that_cannot_be_rendered_is_set_aside_on_every_database(db: None) -> None:
-    """A value the renderer cannot serialise (here a bare object) stands for any document that cannot be rendered."""
+    """A document holding a value no JSON can carry (a NaN handed in by the document function, since PostgreSQL
+    itself stores none) is set aside on every database."""
     user, api = wallet_client(deposit="10")
     poison, innocent = submit_job(api, priority=9), submit_job(api)
     miner = make_miner(max_concurrent_jobs=5)
 
     def document(job: Job) -> dict[str, Any]:
         answer = AssignmentSerializer().to_representation(job)
-        return {**answer, "parameters": {"x": object()}} if str(job.pk) == poison["id"] else answer
+        return {**answer, "parameters": {"x": float("nan")}} if str(job.pk) == poison["id"] else answer
 
     claim = services.job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
 
@@ -130,7 +131,7 @@ def test_a_document_that_cannot_be_rendered_is_set_aside_on_every_database(db: N
     assert [answer["id"] for answer in claim.documents] == [innocent["id"]]
     assert [str(job_id) for job_id in claim.set_aside] == [poison["id"]]
     job = assert_set_aside(poison["id"])
-    assert "not JSON-serialisable" in job.error["message"]
+    assert "not finite" in job.error["message"]
     assert (job.attempts, JobAttempt.objects.filter(job=job).count()) == (0, 0)
     assert balances(user) == (Decimal("7.5"), Decimal("2.5"))
 
@@ -139,6 +140,21 @@ def test_a_document_that_cannot_be_rendered_is_set_aside_on_every_database(db: N
 # leases, the running count, then in the claim's transaction (a savepoint inside the test's own) the candidates,
 # the compare-and-set and the event and attempt inserts.
 POLL_STATEMENTS = 10
+
+
+def test_a_document_our_code_failed_to_convert_is_a_bug_not_a_poison_job(db: None) -> None:
+    """Setting aside every job a poll meets would hide the bug behind plausible failures: it surfaces instead."""
+    _, api = wallet_client(deposit="10")
+    job = submit_job(api)
+    miner = make_miner(max_concurrent_jobs=5)
+
+    def document(job: Job) -> dict[str, Any]:
+        return {**AssignmentSerializer().to_representation(job), "parameters": {"x": object()}}
+
+    with pytest.raises(TypeError):
+        services.job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
+
+    assert Job.objects.get(pk=job["id"]).status == "pending"
 
 
 def test_a_normal_poll_costs_no_more_statements(
@@ -203,6 +219,8 @@ def test_the_renderer_writes_what_drf_writes_and_recovers_only_from_stored_value
     assert rendering.JSONRenderer().render({"a": "\ud800", "b": float("nan")}) == b'{"a":"\xef\xbf\xbd","b":null}'
     with pytest.raises(TypeError):
         rendering.JSONRenderer().render({"a": object()})
+    with pytest.raises(TypeError):
+        rendering.render({"a": object()})
     with pytest.raises(rendering.Unrenderable) as raised:
         rendering.render({"fine": 1, "bad": "\udc00", "worse": float("inf")})
     assert raised.value.fields == ["bad", "worse"]
