@@ -34,6 +34,10 @@ class ConvertToAmountUnits(migrations.AlterField):
     numerics by a cast, SQLite's REALs row by row in Python. A value beyond the column stops the migration,
     naming its row, rather than being clipped."""
 
+    def reduce(self, operation: Any, app_label: str) -> bool:
+        # AlterField's reduce would let squashmigrations fold this into a plain AlterField, dropping the conversion.
+        return False
+
     def database_forwards(
         self, app_label: str, schema_editor: BaseDatabaseSchemaEditor, from_state: ProjectState, to_state: ProjectState
     ) -> None:

@@ -240,6 +240,10 @@ class BitcoindBackend:
                 confirmations = max(int(transaction["confirmations"]), 0)
                 block_time = transaction.get("blocktime")
                 block_height = transaction.get("blockheight")
+                if confirmations and block_height is None:
+                    # Bitcoin Core before 0.20 names no block height; without it an output's age is unknown, and
+                    # taking it as old would credit nothing, silently.
+                    raise BackendError(f"gettransaction {txid} has no blockheight: Bitcoin Core 0.20 or newer needed")
                 outputs.extend(
                     ChainOutput(
                         txid=txid,

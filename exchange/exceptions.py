@@ -3,7 +3,10 @@ from rest_framework import status
 # AmountOutOfRange is shared by every amount the API takes; imported here too, where the exchange has always had it.
 from aitbc_site.exceptions import AmountOutOfRange, ApplicationError, NotFound
 
-__all__ = ["AmountOutOfRange", "ExchangeDisabled", "InvalidPaymentState", "PaymentNotFound"]
+__all__ = [
+    "AmountOutOfRange", "ChainUnavailable", "ExchangeDisabled", "InvalidPaymentState", "NoFreshAddress",
+    "PaymentNotFound",
+]
 
 
 class ExchangeDisabled(ApplicationError):

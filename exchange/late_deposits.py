@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import ledger
+from aitbc_site import amounts
 from exchange.backends import ChainOutput
 from exchange.exceptions import InvalidPaymentState
 from exchange.models import LateDeposit, LateDepositStatus, Payment
@@ -81,7 +82,7 @@ def late_deposit_credit(*, deposit: LateDeposit, operator: str, reason: str) -> 
     """An operator credits a late deposit to the payment's buyer at the current rate, once."""
     _require(deposit=deposit, operator=operator, reason=reason)
     rate = current_rate().btc_to_aitbc
-    amount = ledger.quantize_down(deposit.amount_btc * rate)
+    amount = amounts.check_range(ledger.quantize_down(deposit.amount_btc * rate), what="credited_aitbc")
     if amount <= 0:
         raise InvalidPaymentState("The deposit buys no AITBC at the current rate; mark it refunded or ignored.")
     with transaction.atomic():

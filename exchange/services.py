@@ -251,7 +251,8 @@ def _aitbc_for(payment: Payment, received: Decimal) -> Decimal:
 
 def _credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, **chain_fields: Any) -> bool:
     """Confirm and credit, exactly once: the posting's unique reference is the payment itself."""
-    credited = _aitbc_for(payment, received)
+    # Refused before anything is written: beyond the largest amount the column itself may not hold it.
+    credited = amounts.check_range(_aitbc_for(payment, received), what="credited_aitbc")
     paid_by = f", output {chain_fields['txid']}:{chain_fields['vout']}" if chain_fields.get("txid") else ""
     confirmed_by = f", confirmed by {actor}" if actor != "system" else ""
     with transaction.atomic():

@@ -464,6 +464,8 @@ class BitcoindServer(ChainServer):
         super().__init__(chain)
         self.user, self.password, self.wallet = "aitbc", "rpc-password", "aitbc"
         self.failing_methods: set[str] = set()
+        # Bitcoin Core before 0.20: gettransaction names the block but not its height.
+        self.omits_block_height = False
 
     def rpc_url(self, *, password: str | None = None, wallet: str | None = None) -> str:
         """What BITCOIND_RPC_URL is set to: credentials and the wallet endpoint in the URL."""
@@ -575,7 +577,7 @@ class BitcoindServer(ChainServer):
             # Only a mined transaction has block fields.
             answer |= {
                 "blockhash": hashlib.sha256(f"block{transaction.block_height}".encode()).hexdigest(),
-                "blockheight": transaction.block_height,
+                **({} if self.omits_block_height else {"blockheight": transaction.block_height}),
                 "blockindex": 1,
                 "blocktime": self.chain.block_time(transaction.block_height),
             }

@@ -282,6 +282,19 @@ def test_every_failure_of_bitcoind_importing_an_address_is_a_backend_error(
     assert chain.imports == []
 
 
+def test_a_bitcoind_too_old_to_name_block_heights_is_a_backend_error_not_outputs_taken_as_old(
+    bitcoind: BitcoindServer, chain: Chain
+) -> None:
+    backend = backend_for(bitcoind)
+    backend.watch(ADDRESS, since=AN_HOUR_AGO)
+    chain.pay(ADDRESS, "0.001")
+    chain.mine()
+    bitcoind.omits_block_height = True
+
+    with pytest.raises(BackendError, match=r"0\.20 or newer"):
+        backend.outputs_to(ADDRESS, since=AN_HOUR_AGO)
+
+
 def test_bitcoind_refusing_the_credentials_is_a_backend_error(bitcoind: BitcoindServer) -> None:
     backend = BitcoindBackend(bitcoind.rpc_url(password="wrong"), TIMEOUT)
 

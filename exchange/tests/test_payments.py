@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from accounts import ledger
@@ -17,7 +18,7 @@ from aitbc_site.amounts import MAX_AMOUNT
 from aitbc_site.testing import run_concurrently
 from exchange import services
 from exchange.exceptions import ChainUnavailable, InvalidPaymentState
-from exchange.models import PAYMENT_TRANSITIONS, Payment, PaymentStatus
+from exchange.models import PAYMENT_TRANSITIONS, ExchangeRate, Payment, PaymentStatus
 from exchange.tests.chain_servers import BitcoindServer, Chain, ChainServer, Failure
 from exchange.tests.factories import (
     SHARED_ADDRESS,
@@ -621,4 +622,25 @@ def test_a_credit_beyond_the_largest_balance_is_noted_for_an_operator_and_the_ot
     fits.refresh_from_db()
     assert (fits.status, fits.credited_aitbc) == ("confirmed", Decimal("50"))
     assert available(buyer) == MAX_AMOUNT
+    assert counts["checked"] == 2
+
+
+def test_an_overpayment_whose_credit_the_column_could_not_hold_is_noted_not_a_crash(
+    node: ChainServer, chain: Chain, buyer: User, settings: Settings
+) -> None:
+    # At the largest rate, 10 BTC buys 10¹¹ AITBC: beyond the largest amount and beyond what the column holds.
+    settings.EXCHANGE_MAX_BTC = Decimal("1")
+    ExchangeRate.objects.create(btc_to_aitbc=MAX_AMOUNT, source="test", created_at=timezone.now())
+    payment, other = make_payment(buyer, btc="0.5"), make_payment(buyer, btc="0.00001")
+    chain.pay(payment.address, "10")
+    chain.pay(other.address, "0.00001")
+    chain.mine(blocks=settings.BITCOIN_LARGE_PAYMENT_CONFIRMATIONS)
+
+    counts = services.check_open_payments()
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.credited_aitbc, payment.watching) == ("pending", None, True)
+    assert payment.note.startswith("not credited: The credited_aitbc is beyond the largest amount")
+    assert deposits_of(payment) == []
+    assert Payment.objects.get(pk=other.pk).status == "confirmed"
     assert counts["checked"] == 2
