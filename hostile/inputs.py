@@ -230,6 +230,9 @@ def fixed_values(slot: Slot) -> list[Hostile]:
         Hostile("non-finite", NON_FINITE[2], refuse=True, status=400, code="MALFORMED_JSON"),
         Hostile("big-integer", BIG_INTEGERS[0], refuse=True),
         Hostile("deep", deep(max(too_deep, 1)), refuse=True, status=400, code="JSON_TOO_DEEP"),
+        # Deep, then a string that never ends, full of escaped quotes: a nesting count that matches strings with
+        # their escapes in one pattern takes quadratic time here (minutes), which the request's time-out catches.
+        Hostile("deep", "[" * max(too_deep, 1) + '"' + '\\"' * 100_000, refuse=True, status=400),
     ]
     values += [Hostile("wrong-type", text, refuse=True) for text in wrong_types(slot)[:2]]
     if slot.checks_digits:

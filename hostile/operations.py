@@ -185,6 +185,8 @@ FORGED_CURSORS = [
     base64.b64encode(b"p=not-a-date").decode(),  # a position that is no timestamp
     base64.b64encode(b"o=-1&p=2020-01-01").decode(),
     base64.b64encode(b"p=\x00").decode(),
+    base64.b64encode(b"p=0001-01-01T00:00:00+01:00").decode(),  # converted to UTC, before the first day
+    base64.b64encode(b"p=9999-12-31T23:59:59-01:00").decode(),  # converted to UTC, after the last day
     base64.b64encode(b"\xff\xfe\xfd").decode(),  # not UTF-8
     "%%",
     "%25%25",
