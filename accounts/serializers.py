@@ -88,7 +88,9 @@ class BalanceSerializer(serializers.Serializer):
 
 
 class UserSerializer(serializers.Serializer):
-    """Serializes accounts.selectors.user_profile."""
+    """A wallet user, with their balance."""
+
+    # Serializes accounts.selectors.user_profile.
 
     id = serializers.UUIDField()
     address = serializers.CharField(allow_null=True, help_text="Canonical ait1 spelling.")

@@ -75,7 +75,9 @@ class AutoSchema(SpectacularAutoSchema):
     def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
         # StrictSerializer answers 400 to a field it does not know: say so, so clients (and generated tests) know.
-        if direction == "request" and isinstance(force_instance(serializer), StrictSerializer):
+        # One that takes the others (a receipt to verify) must not be documented as refusing them.
+        instance = force_instance(serializer)
+        if direction == "request" and isinstance(instance, StrictSerializer) and instance.refuses_unknown_fields:
             schema["additionalProperties"] = False
         return schema
 

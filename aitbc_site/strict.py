@@ -47,7 +47,9 @@ def _json_type_name(value: Any) -> str:
 
 
 class StrictSerializer(serializers.Serializer):
-    """A serializer of input. Its fields are never changed per instance (no `self.fields[...]` edits)."""
+    # A serializer of input. Its fields are never changed per instance (no `self.fields[...]` edits).
+    # Not a docstring: drf-spectacular would inherit it as the public description of every request schema built on
+    # this class (see test_no_description_in_the_schema_is_an_implementation_note).
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # DRF deep-copies every declared field for every instance, re-running each field's __init__, so that an

@@ -28,7 +28,7 @@ class JobRequirementsSerializer(StrictSerializer):
 
 
 class JobCreateSerializer(StrictSerializer):
-    job_type = JobTypeField(help_text="One of the configured JOB_TYPES.")
+    job_type = JobTypeField(help_text="One of the job types listed by GET /v1/job-types.")
     parameters = JSONObjectField(help_text="Input for the job, passed to the miner as is.")
     requirements = JobRequirementsSerializer(required=False)
     priority = serializers.IntegerField(min_value=0, max_value=9, default=0, help_text="9 is handed out first.")
@@ -195,7 +195,9 @@ class JobListQuerySerializer(serializers.Serializer):
 
 
 class JobEventSerializer(serializers.Serializer):
-    """A status change: `from` and `to` are Python keywords, so the fields are built here rather than declared."""
+    """A change of the job's status: when, from which status to which, by whom and why."""
+
+    # `from` and `to` are Python keywords, so the fields are built here rather than declared.
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {

@@ -16,7 +16,9 @@ def validate_canonicalizable(value: Any) -> Any:
 
 
 class ReceiptSerializer(serializers.Serializer):
-    """The receipt exactly as signed (documentation only: receipts are served from their stored document)."""
+    """A receipt exactly as signed."""
+
+    # Documentation only: receipts are served from their stored document, never through this serializer.
 
     id = serializers.UUIDField()
     job_id = serializers.UUIDField()
@@ -49,7 +51,9 @@ class ReceiptListSerializer(serializers.Serializer):
 
 
 class VerifyRequestSerializer(StrictSerializer):
-    """A receipt as received; only the fields verification needs are checked here, the rest is signed content."""
+    """A whole receipt, as received: fields beyond the ones listed are accepted, since they are signed content."""
+
+    # Only the fields verification needs are checked here; the rest is passed on to be verified as signed.
 
     refuses_unknown_fields = False
 
