@@ -6,13 +6,14 @@ Each figure is one aggregate query, so the page costs the same however many jobs
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from exchange.models import Payment, PaymentStatus
+from jobs import selectors as job_selectors
 from jobs.models import Job, JobEvent, JobStatus
+from miners import selectors as miner_selectors
 from miners.models import Miner, MinerStatus
 
 CHART_HOURS = 24
@@ -85,10 +86,7 @@ class Dashboard:
 def jobs_by_status(*, now: datetime) -> list[StatusCount]:
     """Jobs per status as clients read it: a pending job past its deadline counts as expired before maintenance
     stores it (the rule of jobs.selectors.effective_status)."""
-    effective = Case(
-        When(status=JobStatus.PENDING, expires_at__lte=now, then=Value(JobStatus.EXPIRED.value)),
-        default=F("status"),
-    )
+    effective = Case(When(job_selectors.overdue(now=now), then=Value(JobStatus.EXPIRED.value)), default=F("status"))
     counts = dict(
         Job.objects.order_by().annotate(effective=effective).values("effective").annotate(n=Count("pk"))
         .values_list("effective", "n")
@@ -99,9 +97,7 @@ def jobs_by_status(*, now: datetime) -> list[StatusCount]:
 def miner_counts(*, now: datetime) -> MinerCounts:
     """Miners by how they read now: one silent for MINER_HEARTBEAT_TIMEOUT is inactive whatever its stored status."""
     disabled = Q(disabled_at__isnull=False)
-    silent = ~disabled & (
-        Q(status=MinerStatus.INACTIVE) | Q(last_heartbeat__lt=now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT))
-    )
+    silent = ~disabled & miner_selectors.reads_inactive(now=now)
     working = ~disabled & ~silent
     counts = Miner.objects.aggregate(
         active=Count("pk", filter=working & Q(status=MinerStatus.ACTIVE)),
@@ -110,16 +106,6 @@ def miner_counts(*, now: datetime) -> MinerCounts:
         disabled=Count("pk", filter=disabled),
     )
     return MinerCounts(**counts)
-
-
-def oldest_pending_since(*, now: datetime) -> datetime | None:
-    """When the oldest job still waiting for a miner was submitted; None when the queue is empty."""
-    return (
-        Job.objects.filter(status=JobStatus.PENDING, expires_at__gt=now)
-        .order_by("created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
 
 
 def completed_per_hour(*, now: datetime, hours: int = CHART_HOURS) -> list[tuple[datetime, int]]:
@@ -175,7 +161,7 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
         now=now,
         jobs_by_status=jobs_by_status(now=now),
         miners=miner_counts(now=now),
-        oldest_pending_since=oldest_pending_since(now=now),
+        oldest_pending_since=job_selectors.oldest_waiting_since(now=now),
         completed_per_hour=bar_chart(completed_per_hour(now=now)),
         payments_pending=payments_pending,
         payments_to_review=payments_to_review,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -61,7 +61,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from exchange.models import LateDeposit, LateDepositStatus, Payment, PaymentStatus, SkippedAddress
-        from jobs.models import Job, JobEvent, JobStatus
+        from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
+        from jobs.selectors import oldest_waiting_since
         from miners.models import Miner
         from miners.selectors import effective_miner_status
         from receipts.models import Receipt
@@ -79,9 +80,11 @@ class DatabaseCollector(Collector):
         yield jobs
         yield active
 
-        oldest = Job.objects.filter(status=JobStatus.PENDING).aggregate(oldest=Min("created_at"))["oldest"]
-        age = GaugeMetricFamily("oldest_pending_job_age_seconds", "Age of the oldest pending job (0 if none)")
-        age.add_metric([], (timezone.now() - oldest).total_seconds() if oldest else 0)
+        now = timezone.now()
+        # The dashboard's rule: a pending job past its deadline is expired, not the oldest one waiting.
+        oldest = oldest_waiting_since(now=now)
+        age = GaugeMetricFamily("oldest_pending_job_age_seconds", "Age of the oldest job waiting for a miner (0: none)")
+        age.add_metric([], (now - oldest).total_seconds() if oldest else 0)
         yield age
 
         miners = GaugeMetricFamily("registered_miners", "Registered miners by status", labels=["status"])
@@ -102,7 +105,7 @@ class DatabaseCollector(Collector):
         yield total(
             "job_leases_expired",
             "Leases that lapsed",
-            events.filter(reason__startswith="the miner's lease expired").count(),
+            JobAttempt.objects.filter(outcome=AttemptOutcome.LEASE_EXPIRED).count(),
         )
         yield total(
             "jobs_requeued",

@@ -2,7 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Field, Q, QuerySet
+from django.db.models import Field, QuerySet
 from django.forms import Field as FormField
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -10,7 +10,7 @@ from django.utils.timesince import timesince
 
 from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
-from jobs.selectors import effective_status, job_type_prices
+from jobs.selectors import effective_status, job_type_prices, reads_expired, waiting
 from jobs.services import job_cancel, job_fail_by_operator, job_requeue_by_operator, operator_actor
 
 
@@ -26,9 +26,9 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         now = timezone.now()
         if self.value() == JobStatus.PENDING:
-            return queryset.filter(status=JobStatus.PENDING, expires_at__gt=now)
+            return queryset.filter(waiting(now=now))
         if self.value() == JobStatus.EXPIRED:
-            return queryset.filter(Q(status=JobStatus.EXPIRED) | Q(status=JobStatus.PENDING, expires_at__lte=now))
+            return queryset.filter(reads_expired(now=now))
         if self.value() in JobStatus.values:
             return queryset.filter(status=self.value())
         return queryset

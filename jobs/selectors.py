@@ -1,9 +1,10 @@
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -34,15 +35,37 @@ def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     return job
 
 
+# The one home of the rule "a pending job past `expires_at` is expired, and never handed out, before maintenance
+# stores it": the API, admin, dashboard, metrics and maintenance all read it from here.
+
+
+def waiting(*, now: datetime) -> Q:
+    """Jobs waiting for a miner now: pending and within their deadline."""
+    return Q(status=JobStatus.PENDING, expires_at__gt=now)
+
+
+def overdue(*, now: datetime) -> Q:
+    """Jobs stored as pending that read as expired now."""
+    return Q(status=JobStatus.PENDING, expires_at__lte=now)
+
+
+def reads_expired(*, now: datetime) -> Q:
+    """Jobs that read as expired now: stored so, or overdue."""
+    return Q(status=JobStatus.EXPIRED) | overdue(now=now)
+
+
+def oldest_waiting_since(*, now: datetime) -> datetime | None:
+    """When the oldest job still waiting for a miner was submitted; None when none waits."""
+    return Job.objects.filter(waiting(now=now)).order_by("created_at").values_list("created_at", flat=True).first()
+
+
 def jobs_for_client(*, client: User, status: str | None = None, job_type: str | None = None) -> QuerySet[Job]:
     jobs = Job.objects.filter(client=client)
     now = timezone.now()
     if status == JobStatus.EXPIRED:
-        jobs = jobs.filter(status__in=[JobStatus.EXPIRED, JobStatus.PENDING]).exclude(
-            status=JobStatus.PENDING, expires_at__gt=now
-        )
+        jobs = jobs.filter(reads_expired(now=now))
     elif status == JobStatus.PENDING:
-        jobs = jobs.filter(status=JobStatus.PENDING, expires_at__gt=now)
+        jobs = jobs.filter(waiting(now=now))
     elif status:
         jobs = jobs.filter(status=status)
     if job_type:

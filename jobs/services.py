@@ -33,9 +33,9 @@ from jobs.exceptions import (
     PriceAboveMax,
 )
 from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
-from jobs.selectors import JOB_COLUMNS, effective_status, job_type_price
+from jobs.selectors import JOB_COLUMNS, effective_status, job_type_price, overdue
 from miners.models import Miner, MinerStatus
-from miners.selectors import miner_get_for_owner
+from miners.selectors import miner_get_for_owner, reads_inactive, silent_since
 from receipts.models import Receipt
 from receipts.selectors import receipt_for_attempt
 from receipts.services import receipt_issue
@@ -339,9 +339,8 @@ def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
 
 
 def _another_capable_miner_exists(miner: Miner, job_type: str, now: datetime) -> bool:
-    alive_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
-    others = Miner.objects.filter(
-        status=MinerStatus.ACTIVE, last_heartbeat__gte=alive_since, disabled_at__isnull=True
+    others = Miner.objects.filter(status=MinerStatus.ACTIVE, disabled_at__isnull=True).exclude(
+        reads_inactive(now=now)
     ).exclude(pk=miner.pk)
     return any(job_type in other.capabilities for other in others.only("capabilities"))
 
@@ -682,8 +681,8 @@ def _expire(*, job_id: UUID, now: datetime) -> bool:
 
 def expire_overdue_jobs(*, now: datetime) -> int:
     """Store `expired` for pending jobs past their deadline (they already read as expired)."""
-    overdue = Job.objects.filter(status=JobStatus.PENDING, expires_at__lte=now).values_list("id", flat=True)
-    return sum(_expire(job_id=job_id, now=now) for job_id in list(overdue))
+    overdue_ids = Job.objects.filter(overdue(now=now)).values_list("id", flat=True)
+    return sum(_expire(job_id=job_id, now=now) for job_id in list(overdue_ids))
 
 
 # --- results ----------------------------------------------------------------------------------------------------
@@ -896,9 +895,8 @@ def job_cancel(*, job: Job, actor: str = CLIENT, reason: str = "cancelled by its
 
 def mark_silent_miners_inactive(*, now: datetime) -> int:
     """Store `inactive` for miners silent longer than MINER_HEARTBEAT_TIMEOUT (they already read as inactive)."""
-    silent_since = now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
     return Miner.objects.filter(
-        status__in=[MinerStatus.ACTIVE, MinerStatus.DRAINING], last_heartbeat__lt=silent_since
+        status__in=[MinerStatus.ACTIVE, MinerStatus.DRAINING], last_heartbeat__lt=silent_since(now=now)
     ).update(status=MinerStatus.INACTIVE, updated_at=now)
 
 

@@ -1,6 +1,4 @@
-from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -10,12 +8,8 @@ from django.utils.timesince import timesince
 from aitbc_site.admin_site import ReadOnlyModelAdmin, operator_name, short_id
 from jobs.models import JobStatus
 from miners.models import Miner, MinerStatus
-from miners.selectors import effective_miner_status
+from miners.selectors import effective_miner_status, silent_since
 from miners.services import miner_disable, miner_enable, miner_set_draining
-
-
-def _silent_since() -> datetime:
-    return timezone.now() - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
 
 
 class EffectiveStatusFilter(admin.SimpleListFilter):
@@ -28,7 +22,7 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
         return list(MinerStatus.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Miner]) -> QuerySet[Miner]:
-        silent = Q(last_heartbeat__lt=_silent_since())
+        silent = Q(last_heartbeat__lt=silent_since(now=timezone.now()))
         if self.value() == MinerStatus.INACTIVE:
             return queryset.filter(silent | Q(status=MinerStatus.INACTIVE))
         if self.value() in MinerStatus.values:

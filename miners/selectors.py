@@ -1,8 +1,9 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,9 +25,23 @@ def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
     return miner
 
 
+# The one home of the rule "a miner silent for MINER_HEARTBEAT_TIMEOUT is inactive, whatever its stored status says
+# until maintenance catches up": the API, admin, dashboard, metrics and maintenance all read it from here.
+
+
+def silent_since(*, now: datetime) -> datetime:
+    """A miner whose last heartbeat is older than this reads as inactive."""
+    return now - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT)
+
+
+def reads_inactive(*, now: datetime) -> Q:
+    """Miners that read as inactive now: stored so, or silent."""
+    return Q(status=MinerStatus.INACTIVE) | Q(last_heartbeat__lt=silent_since(now=now))
+
+
 def effective_miner_status(miner: Miner) -> str:
     """The status as it reads now: a miner silent for MINER_HEARTBEAT_TIMEOUT is inactive before maintenance says so."""
-    if miner.last_heartbeat < timezone.now() - timedelta(seconds=settings.MINER_HEARTBEAT_TIMEOUT):
+    if miner.last_heartbeat < silent_since(now=timezone.now()):
         return MinerStatus.INACTIVE
     return miner.status
 
