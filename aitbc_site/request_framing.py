@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from gunicorn.http.errors import NoMoreData, ParseException
 
 BODY_PROBLEM = "aitbc.body_problem"
 # Set in the environ by an answer given without reading the whole body (413, a broken chunk): the rest is still
@@ -24,20 +25,14 @@ MALFORMED = "malformed"
 WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def _framing_errors() -> tuple[type[BaseException], ...]:
-    # gunicorn raises its parse errors (a bad chunk size, a missing terminator) and NoMoreData (the client stopped
-    # mid-body) from `wsgi.input.read`; under another server only OSError and ValueError can come.
-    try:
-        from gunicorn.http.errors import NoMoreData, ParseException
-    except ImportError:  # pragma: no cover - gunicorn is a pinned dependency
-        return (OSError, ValueError)
-    return (ParseException, NoMoreData, OSError, ValueError)
+# gunicorn raises its parse errors (a bad chunk size, a missing terminator) and NoMoreData (the client stopped
+# mid-body) from `wsgi.input.read`; any server may raise OSError or ValueError.
+_FRAMING_ERRORS = (ParseException, NoMoreData, OSError, ValueError)
 
 
 class ChunkedBodyReader:
     def __init__(self, application: WSGIApplication) -> None:
         self.application = application
-        self.errors = _framing_errors()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and not environ.get("CONTENT_LENGTH"):
@@ -49,7 +44,7 @@ class ChunkedBodyReader:
         body = b""
         try:
             body = environ["wsgi.input"].read(limit + 1)
-        except self.errors:
+        except _FRAMING_ERRORS:
             environ[BODY_PROBLEM] = MALFORMED
         if len(body) > limit:
             environ[BODY_PROBLEM] = TOO_LARGE
