@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def run_maintenance_once() -> None:
     """What `cleanup_miners` and `check_payments` do, in one round."""
     from exchange.services import check_open_payments
-    from jobs.services import catch_up_stored_state
+    from jobs.services.maintenance import catch_up_stored_state
 
     counts = {**catch_up_stored_state(), **check_open_payments()}
     if any(counts.values()):

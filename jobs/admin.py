@@ -2,7 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Field, QuerySet
+from django.db.models import Count, Field, Q, QuerySet
 from django.forms import Field as FormField
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -11,7 +11,11 @@ from django.utils.timesince import timesince
 from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
 from jobs.selectors import effective_status, job_type_prices, reads_expired, waiting
-from jobs.services import job_cancel, job_fail_by_operator, job_requeue_by_operator, operator_actor
+from jobs.services.cancellation import job_cancel
+from jobs.services.operator_actions import job_fail_by_operator, job_requeue_by_operator
+from jobs.services.transitions import operator_actor
+from miners.admin import MinerAdmin
+from miners.models import Miner
 
 
 class EffectiveStatusFilter(admin.SimpleListFilter):
@@ -146,3 +150,31 @@ class JobTypePriceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: JobTypePrice | None = None) -> bool:
         return False
+
+
+# The miner's page gains what only the jobs app knows, how many jobs each miner runs now, so that miners never
+# imports jobs. Importing MinerAdmin registers it first; this replaces it with the same page plus that count.
+admin.site.unregister(Miner)
+
+
+@admin.register(Miner)
+class MinerWithJobsAdmin(MinerAdmin):
+    list_display = [
+        short_id, "effective_status", "is_disabled", "heartbeat_age", "capability_list", "running_jobs",
+        "max_concurrent_jobs", "address",
+    ]
+    fieldsets = [
+        (None, {"fields": ["id", "effective_status", "status", "owner", "address", "endpoint"]}),
+        ("Operator", {"fields": ["disabled_at", "disabled_by"]}),
+        ("Hardware", {"fields": ["capabilities", "resources", "max_concurrent_jobs", "running_jobs"]}),
+        ("Times", {"fields": ["last_heartbeat", "registered_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Miner]:
+        # Counted in the list's own query: one query per page, not one per miner.
+        running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
+        return super().get_queryset(request).annotate(running_jobs=running)
+
+    @admin.display(description="running jobs", ordering="running_jobs")
+    def running_jobs(self, miner: Miner) -> int:
+        return miner.running_jobs  # type: ignore[attr-defined]  (the annotation of get_queryset)

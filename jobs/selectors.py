@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from aitbc_site import statements
+from jobs import queries
 from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobEvent, JobStatus, JobTypePrice
 
@@ -20,14 +20,10 @@ def effective_status(job: Job) -> str:
     return job.status
 
 
-# A whole job in hand-written SELECTs of the hot path, under the alias `j`.
-JOB_COLUMNS = statements.Columns(Job, alias="j")
-
-
 def job_get_for_client(*, job_id: UUID | str, client: User) -> Job:
     """The caller's own job; another owner's job, or a malformed id, is JOB_NOT_FOUND."""
     try:
-        job = JOB_COLUMNS.get(id=job_id, client=client.pk)
+        job = queries.job_of_client(job_id=job_id, client_id=client.pk)
     except (ValueError, ValidationError):
         job = None
     if job is None:
@@ -91,11 +87,8 @@ def job_type_prices() -> list[JobTypePrice]:
     return [stored[job_type] for job_type in settings.JOB_TYPES]
 
 
-_PRICE_COLUMNS = statements.Columns(JobTypePrice, ("job_type", "price"), alias="p")
-
-
 def job_type_price(*, job_type: str) -> Decimal:
-    stored = _PRICE_COLUMNS.get(job_type=job_type)
+    stored = queries.stored_price(job_type=job_type)
     if stored is not None:
-        return stored.price
+        return stored
     return next(price.price for price in job_type_prices() if price.job_type == job_type)

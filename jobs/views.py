@@ -14,7 +14,7 @@ from aitbc_site.authentication import IsClient, IsMiner
 from aitbc_site.openapi import error_responses
 from aitbc_site.pagination import CursorPage, OldestFirstCursorPage, ReceiptCursorPage
 from aitbc_site.ratelimits import RateLimitedViewMixin
-from jobs import selectors, services
+from jobs import selectors
 from jobs.serializers import (
     AssignmentSerializer,
     JobCreateSerializer,
@@ -26,7 +26,13 @@ from jobs.serializers import (
     ResultResponseSerializer,
     ResultSerializer,
 )
+from jobs.services.cancellation import job_cancel
+from jobs.services.handout import job_claim
+from jobs.services.leases import miner_heartbeat
+from jobs.services.results import job_submit_result
+from jobs.services.submission import job_submit
 from miners.selectors import miner_get_working
+from miners.serializers import HeartbeatResponseSerializer, HeartbeatSerializer
 from receipts.selectors import receipts_for_job
 from receipts.serializers import ReceiptSerializer
 from receipts.services import receipt_document
@@ -73,7 +79,7 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         idempotency_key = request.headers.get("Idempotency-Key", "").strip()[:255] or None
-        job, created = services.job_submit(
+        job, created = job_submit(
             client=request.user,
             job_type=data["job_type"],
             parameters=data["parameters"],
@@ -117,7 +123,7 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     def cancel(self, request: Request, pk: str) -> Response:
         """Cancel a pending or running job; cancelling it again is harmless."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
-        return Response(JobSerializer(services.job_cancel(job=job)).data)
+        return Response(JobSerializer(job_cancel(job=job)).data)
 
     @extend_schema(responses={200: JobEventSerializer(many=True), **error_responses(400, 404)})
     @action(detail=True, methods=["get"])
@@ -165,7 +171,7 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         query = PollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         miner = miner_get_working(miner_id=query.validated_data["miner_id"], owner=request.user)
-        claim = services.job_claim(
+        claim = job_claim(
             miner=miner, limit=query.validated_data["limit"], document=AssignmentSerializer().to_representation
         )
         body: dict[str, Any] = {"results": claim.documents}
@@ -185,7 +191,7 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         payload = ResultSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        job, receipt = services.job_submit_result(
+        job, receipt = job_submit_result(
             miner_id=data["miner_id"],
             owner=request.user,
             job_id=data["job_id"],
@@ -196,6 +202,24 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
             retryable=data["retryable"],
         )
         return Response({"job": JobSerializer(job).data, "receipt": receipt_document(receipt)})
+
+    @extend_schema(
+        request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, **error_responses(400, 404)}
+    )
+    @action(detail=False, methods=["post"])
+    def heartbeat(self, request: Request) -> Response:
+        """Report that the miner is alive; renews its leases and says which of its jobs were cancelled."""
+        payload = HeartbeatSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        miner = miner_get_working(miner_id=data["miner_id"], owner=request.user)
+        beat = miner_heartbeat(miner=miner, status=data.get("status"), jobs=data.get("jobs"))
+        extra = {
+            "held_jobs": [str(job_id) for job_id in beat.held_jobs],
+            "cancelled_jobs": [str(job_id) for job_id in beat.cancelled_jobs],
+            "heartbeat_interval": heartbeat_interval(),
+        }
+        return Response(HeartbeatResponseSerializer((beat.miner, extra)).data)
 
 
 @extend_schema(tags=["client"])

@@ -1,12 +1,11 @@
 
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.timesince import timesince
 
 from aitbc_site.admin_site import ReadOnlyModelAdmin, operator_name, short_id
-from jobs.models import JobStatus
 from miners.models import Miner, MinerStatus
 from miners.selectors import effective_miner_status, silent_since
 from miners.services import miner_disable, miner_enable, miner_set_draining
@@ -46,8 +45,8 @@ class DisabledFilter(admin.SimpleListFilter):
 @admin.register(Miner)
 class MinerAdmin(ReadOnlyModelAdmin):
     list_display = [
-        short_id, "effective_status", "is_disabled", "heartbeat_age", "capability_list", "running_jobs",
-        "max_concurrent_jobs", "address",
+        short_id, "effective_status", "is_disabled", "heartbeat_age", "capability_list", "max_concurrent_jobs",
+        "address",
     ]
     list_filter = [EffectiveStatusFilter, DisabledFilter]
     search_fields = ["^id", "address", "owner__username", "owner__wallet_address", "endpoint"]
@@ -56,14 +55,9 @@ class MinerAdmin(ReadOnlyModelAdmin):
     fieldsets = [
         (None, {"fields": ["id", "effective_status", "status", "owner", "address", "endpoint"]}),
         ("Operator", {"fields": ["disabled_at", "disabled_by"]}),
-        ("Hardware", {"fields": ["capabilities", "resources", "max_concurrent_jobs", "running_jobs"]}),
+        ("Hardware", {"fields": ["capabilities", "resources", "max_concurrent_jobs"]}),
         ("Times", {"fields": ["last_heartbeat", "registered_at", "updated_at"]}),
     ]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Miner]:
-        # Counted in the list's own query: one query per page, not one per miner.
-        running = Count("jobs", filter=Q(jobs__status=JobStatus.RUNNING))
-        return super().get_queryset(request).annotate(running_jobs=running)
 
     @admin.display(description="status")
     def effective_status(self, miner: Miner) -> str:
@@ -80,10 +74,6 @@ class MinerAdmin(ReadOnlyModelAdmin):
     @admin.display(description="capabilities")
     def capability_list(self, miner: Miner) -> str:
         return ", ".join(miner.capabilities)
-
-    @admin.display(description="running jobs", ordering="running_jobs")
-    def running_jobs(self, miner: Miner) -> int:
-        return miner.running_jobs  # type: ignore[attr-defined]  (the annotation of get_queryset)
 
     @admin.action(description="Drain selected miners (no new jobs)", permissions=["operate"])
     def drain_miners(self, request: HttpRequest, queryset: QuerySet[Miner]) -> None:

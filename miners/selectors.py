@@ -7,17 +7,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from aitbc_site import statements
 from miners.exceptions import MinerDisabled, MinerNotFound
 from miners.models import Miner, MinerStatus
-
-_MINER_COLUMNS = statements.Columns(Miner, alias="m")
+from miners.queries import miner_of_owner
 
 
 def miner_get_for_owner(*, miner_id: UUID | str, owner: User) -> Miner:
     """The caller's own miner; another owner's miner is indistinguishable from a missing one."""
     try:
-        miner = _MINER_COLUMNS.get(id=miner_id, owner=owner.pk)
+        miner = miner_of_owner(miner_id=miner_id, owner_id=owner.pk)
     except (ValueError, ValidationError):
         miner = None
     if miner is None:
@@ -52,3 +50,11 @@ def miner_get_working(*, miner_id: UUID | str, owner: User) -> Miner:
     if miner.disabled_at is not None:
         raise MinerDisabled()
     return miner
+
+
+def another_capable_miner_exists(*, miner: Miner, job_type: str, now: datetime) -> bool:
+    """Whether a miner other than this one, working and not inactive, can take jobs of this type."""
+    others = Miner.objects.filter(status=MinerStatus.ACTIVE, disabled_at__isnull=True).exclude(
+        reads_inactive(now=now)
+    ).exclude(pk=miner.pk)
+    return any(job_type in other.capabilities for other in others.only("capabilities"))

@@ -4,20 +4,28 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from aitbc_site import statements
 from aitbc_site.timestamps import iso_utc
-from miners.models import Miner
+from receipts import queries
 from receipts.canonical import CanonicalizationError, canonical_bytes, sha256_tag
 from receipts.keys import ALGORITHM, published_keys, signing_key
 from receipts.models import Receipt
+
+
+@dataclass(frozen=True)
+class Payment:
+    """What a result's job cost its client and earned its miner, as settlement moved it; signed into the receipt."""
+
+    price: Decimal
+    fee: Decimal
+    miner_earnings: Decimal
 
 
 def receipt_issue(
@@ -33,15 +41,12 @@ def receipt_issue(
     metrics: dict[str, Any] | None,
     started_at: datetime | None,
     completed_at: datetime,
-    extra: dict[str, Any] | None = None,
+    payment: Payment,
 ) -> Receipt:
     """Sign a receipt for one posted result and append it to the miner's chain. Call inside the result's transaction."""
     with transaction.atomic(savepoint=False):
-        if connection.features.has_select_for_update:
-            # Lock this miner's row, so its receipts chain one after another; other miners' receipts go on in
-            # parallel. (SQLite has no row locks: its immediate transactions already serialise all writers.)
-            statements.fetch_one(_lock_miner_sql(), [statements.db_value(Miner, "id", miner_id)])
-        previous = statements.fetch_one(_chain_head_sql(), [statements.db_value(Receipt, "miner", miner_id)])
+        queries.lock_chain_of(miner_id=miner_id)
+        previous = queries.chain_head(miner_id=miner_id)
         key_id, signer = signing_key()
         now = timezone.now()
         receipt_id = uuid.uuid4()
@@ -63,7 +68,8 @@ def receipt_issue(
             "prev_hash": previous[1] if previous else None,
             "key_id": key_id,
             "alg": ALGORITHM,
-            **(extra or {}),
+            "price": f"{payment.price:.8f}",
+            "miner_earnings": f"{payment.miner_earnings:.8f}",
         }
         signed = {**body, "proof": signer.sign(canonical_bytes(body)).hex()}
         document = canonical_bytes(signed)
@@ -79,24 +85,8 @@ def receipt_issue(
             key_id=key_id,
             created_at=now,
         )
-        statements.insert([receipt])
+        queries.insert_receipt(receipt)
         return receipt
-
-
-@cache
-def _lock_miner_sql() -> str:
-    return f"SELECT 1 FROM {statements.table(Miner)} WHERE {statements.column(Miner, 'id')} = %s FOR UPDATE"
-
-
-@cache
-def _chain_head_sql() -> str:
-    """The sequence and hash of the miner's last receipt."""
-    sequence, document_hash = statements.column(Receipt, "sequence"), statements.column(Receipt, "document_hash")
-    miner = statements.column(Receipt, "miner")
-    return (
-        f"SELECT {sequence}, {document_hash} FROM {statements.table(Receipt)} WHERE {miner} = %s"
-        f" ORDER BY {sequence} DESC LIMIT 1"
-    )
 
 
 def receipt_document(receipt: Receipt) -> dict[str, Any]:

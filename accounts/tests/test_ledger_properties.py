@@ -29,14 +29,12 @@ from accounts.selectors import ledger_problems
 from accounts.services import service_user_create, wallet_user_for
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus, JobTypePrice
 from jobs.serializers import AssignmentSerializer
-from jobs.services import (
-    expire_overdue_jobs,
-    job_cancel,
-    job_claim,
-    job_submit,
-    job_submit_result,
-    recover_expired_leases,
-)
+from jobs.services.cancellation import job_cancel
+from jobs.services.handout import job_claim
+from jobs.services.leases import recover_expired_leases
+from jobs.services.maintenance import expire_overdue_jobs
+from jobs.services.results import job_submit_result
+from jobs.services.submission import job_submit
 from miners.models import Miner
 from miners.services import miner_register
 

@@ -31,6 +31,7 @@ from jobs.selectors import job_type_prices
 from jobs.tests.factories import make_job, make_miner, make_user
 from miners.models import Miner, MinerStatus
 from receipts.models import Receipt
+from receipts.services import Payment as ReceiptPayment
 from receipts.services import receipt_issue
 
 OPERATOR = "admin"  # the superuser of pytest-django's admin_client
@@ -76,6 +77,7 @@ def make_receipt(job: Job, miner: Miner) -> Receipt:
     return receipt_issue(
         job_id=job.pk, client_id=job.client_id, job_type=job.job_type, attempt=1, miner_id=miner.pk, status="completed",
         result={"text": "hi"}, error=None, metrics=None, started_at=None, completed_at=timezone.now(),
+        payment=ReceiptPayment(price=Decimal("1"), fee=Decimal("0"), miner_earnings=Decimal("1")),
     )
 
 

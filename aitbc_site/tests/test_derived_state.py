@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from aitbc_site.dashboard import dashboard
 from conftest import poll, register_miner, submit_job
-from jobs import services
 from jobs.models import Job
+from jobs.services.leases import recover_expired_leases
 from jobs.tests.factories import make_job, make_miner
 from miners.models import MinerStatus
 
@@ -62,6 +62,6 @@ def test_lapsed_leases_are_counted_by_their_attempts_outcome(
     before = scraped(anonymous_api)["job_leases_expired_total"]
     Job.objects.filter(pk=job_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
-    services.recover_expired_leases(now=timezone.now())
+    recover_expired_leases(now=timezone.now())
 
     assert scraped(anonymous_api)["job_leases_expired_total"] == before + 1

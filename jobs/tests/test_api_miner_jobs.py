@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from aitbc_site.testing import assert_api_error
 from conftest import poll, post_result, register_miner, start_job, submit_job
-from jobs import services
 from jobs.models import Job, JobStatus
+from jobs.services import handout
 
 POLL = "/v1/miner/jobs"
 RESULT = "/v1/miner/result"
@@ -185,7 +185,7 @@ def test_a_poll_reads_on_past_many_jobs_the_miner_cannot_run(client_api: APIClie
 def test_a_poll_stops_looking_after_the_scan_limit(
     client_api: APIClient, miner_api: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "CLAIM_SCAN_LIMIT", 5)
+    monkeypatch.setattr(handout, "CLAIM_SCAN_LIMIT", 5)
     for _ in range(5):
         submit_job(client_api, priority=9, requirements={"models": ["huge-model"]})
     runnable = submit_job(client_api)

@@ -17,7 +17,8 @@ from accounts.services import wallet_user_for
 from aitbc_site.testing import assert_api_error
 from conftest import api_with_key, issue_api, poll, post_result, register_miner, start_job, submit_job
 from jobs.models import Job, JobStatus, JobTypePrice
-from jobs.services import expire_overdue_jobs, recover_expired_leases
+from jobs.services.leases import recover_expired_leases
+from jobs.services.maintenance import expire_overdue_jobs
 from miners.models import Miner
 
 JOBS = "/v1/client/jobs"

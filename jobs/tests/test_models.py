@@ -6,7 +6,8 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.models import JOB_TRANSITIONS, TERMINAL_STATUSES, Job, JobEvent, JobStatus
-from jobs.services import _claim_candidates_query, transition
+from jobs.queries import claim_candidates_query
+from jobs.services.transitions import transition
 from jobs.tests.factories import make_job, make_miner
 
 ALL_PAIRS = list(itertools.product(JobStatus.values, repeat=2))
@@ -72,7 +73,7 @@ def test_a_transition_guarded_by_a_hand_out_changes_nothing_once_the_job_was_han
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL plans from its statistics; this is SQLite's plan")
 @pytest.mark.django_db
 def test_the_claim_reads_the_queue_index_in_hand_out_order_whatever_the_queue_length() -> None:
-    query = _claim_candidates_query(make_miner(), timezone.now(), exclude_ids=set(), limit=10)
+    query = claim_candidates_query(make_miner(), timezone.now(), exclude_ids=set(), limit=10)
     assert query is not None
     sql, params = query
 

@@ -19,9 +19,9 @@ from rest_framework.test import APIClient
 from accounts.selectors import ledger_problems
 from aitbc_site import rendering
 from conftest import poll, register_miner, submit_job
-from jobs import services
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobEvent, JobStatus
 from jobs.serializers import AssignmentSerializer
+from jobs.services.handout import job_claim
 from jobs.tests.factories import make_job, make_miner
 from jobs.tests.test_billing import balances, wallet_client
 from miners.models import Miner
@@ -125,7 +125,7 @@ def test_a_document_that_cannot_be_rendered_is_set_aside_on_every_database(db: N
         answer = AssignmentSerializer().to_representation(job)
         return {**answer, "parameters": {"x": float("nan")}} if str(job.pk) == poison["id"] else answer
 
-    claim = services.job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
+    claim = job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
 
     assert [str(job.pk) for job in claim.jobs] == [innocent["id"]]
     assert [answer["id"] for answer in claim.documents] == [innocent["id"]]
@@ -152,7 +152,7 @@ def test_a_document_our_code_failed_to_convert_is_a_bug_not_a_poison_job(db: Non
         return {**AssignmentSerializer().to_representation(job), "parameters": {"x": object()}}
 
     with pytest.raises(TypeError):
-        services.job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
+        job_claim(miner=Miner.objects.get(pk=miner.pk), limit=5, document=document)
 
     assert Job.objects.get(pk=job["id"]).status == "pending"
 

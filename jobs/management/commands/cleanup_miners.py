@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from jobs.services import catch_up_stored_state, purge_inactive_miners
+from jobs.services.maintenance import catch_up_stored_state
+from miners.services import purge_inactive_miners
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.serializers import JobSerializer
-from jobs.services import quarantine_unrenderable_jobs
+from jobs.services.unrenderable import quarantine_unrenderable_jobs
 
 
 class Command(BaseCommand):
