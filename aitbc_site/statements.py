@@ -1,11 +1,11 @@
 """Hand-written SQL for the statements every job cycle runs, with Django's own conversion of every value.
 
-Building and compiling an ORM query costs several times the CPU that SQLite then needs to run it (0.2 to 1 ms per
-statement on the benchmark machine, where a whole job cycle has 8 ms), and Django compiles every query afresh. The
-statements of the hot path (a submission, a hand-out, a result, a ledger posting, reading a job back) are written
-once as SQL that SQLite and PostgreSQL both accept; every value still goes through its model field's conversion in
-both directions (`get_db_prep_save` on the way in, the backend's and the field's converters on the way out), so
-they store and read back exactly what the ORM would. They bypass no model signals: the project connects none, and
+Building and compiling an ORM query costs several times the CPU that SQLite then needs to run it, and Django
+compiles every query afresh (bench/README.md, "Why the hot path is hand-written", has the figures). The statements
+of the hot path (a submission, a hand-out, a result, a ledger posting, reading a job back) are written once as SQL
+that SQLite and PostgreSQL both accept; every value still goes through its model field's conversion in both
+directions (`get_db_prep_save` on the way in, the backend's and the field's converters on the way out), so they
+store and read back exactly what the ORM would. They bypass no model signals: the project connects none, and
 rows are loaded through Model.from_db whenever a pre_init or post_init receiver is connected.
 Everything else uses the ORM.
 """
@@ -36,9 +36,10 @@ _this_thread = _ThreadConnection()
 
 
 def _connection() -> BaseDatabaseWrapper:
-    """This thread's connection. Django finds it through asgiref's Local at about a microsecond a time, some ninety
-    times per job; a thread keeps the same connection object all its life (Django reconnects it in place), and a
-    thread that is handed another (Django's live test servers do that) is handed it before its first statement."""
+    """This thread's connection. Django finds it through asgiref's Local, slow for a lookup made for every value of
+    every statement (bench/README.md has the figures); a thread keeps the same connection object all its life
+    (Django reconnects it in place), and a thread that is handed another (Django's live test servers do that) is
+    handed it before its first statement."""
     wrapper = _this_thread.wrapper
     if wrapper is None:
         wrapper = _this_thread.wrapper = connections[DEFAULT_DB_ALIAS]
@@ -269,7 +270,8 @@ class Columns(Generic[ModelT]):
             values[index] = convert(values[index], expression, connection)
         if pre_init.receivers or post_init.receivers or not self._builds_like_django:
             return self._model.from_db(connection.alias, self._attnames, values)
-        # What Model.from_db makes, without Model.__init__'s generic walk over every field (~4 % of a billed cycle):
+        # What Model.from_db makes, without Model.__init__'s generic walk over every field (measurably slower, see
+        # bench/README.md):
         # loaded columns in the instance's __dict__, the others left out, so they load on access as deferred.
         instance = self._model.__new__(self._model)
         instance._state = ModelState()
