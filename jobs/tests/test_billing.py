@@ -19,7 +19,10 @@ from conftest import api_with_key, issue_api, poll, post_result, register_miner,
 from jobs.models import Job, JobStatus, JobTypePrice
 from jobs.services.leases import recover_expired_leases
 from jobs.services.maintenance import expire_overdue_jobs
+from jobs.services.settlement import payment_for, settle
+from jobs.services.transitions import transition
 from miners.models import Miner
+from receipts.services import Payment
 
 JOBS = "/v1/client/jobs"
 JOB_TYPES = "/v1/job-types"
@@ -586,3 +589,38 @@ def test_an_admin_key_of_a_wallet_user_is_still_no_client_key(db: None) -> None:
 
     assert_api_error(submit(admin), status=403, code="PERMISSION_DENIED")
     assert balances(user) == (Decimal("10"), Decimal("0"))
+
+
+def test_a_status_change_alone_moves_no_money_settlement_does(db: None, miner_api: APIClient) -> None:
+    """Settlement is an explicit step of every path that ends a job, not a side effect of changing its status."""
+    user, api = wallet_client(deposit="10")
+    job, _ = start_paid_job(api, miner_api)
+    stored = Job.objects.get(pk=job["id"])
+    now = timezone.now()
+
+    assert transition(
+        job_id=stored.pk, expected=JobStatus.RUNNING, new=JobStatus.CANCELLED, actor="system", reason="test", now=now,
+        job=stored, completed_at=now,
+    )
+    assert balances(user) == (Decimal("7.5"), Decimal("2.5"))
+
+    payment = settle(job=stored, end=JobStatus.CANCELLED)
+    assert (payment.price, payment.fee, payment.miner_earnings) == (Decimal("2.5"), Decimal("0"), Decimal("0"))
+    assert balances(user) == (Decimal("10"), Decimal("0"))
+
+
+def test_the_fee_is_computed_once_and_the_receipt_signs_what_settlement_paid(
+    db: None, settings: Any, miner_api: APIClient
+) -> None:
+    settings.PLATFORM_FEE_RATE = Decimal("0.1")
+    _, api = wallet_client(deposit="10")
+    job, miner = start_paid_job(api, miner_api)
+    stored = Job.objects.get(pk=job["id"])
+    assert payment_for(stored, end=JobStatus.COMPLETED) == Payment(
+        price=Decimal("2.5"), fee=Decimal("0.25"), miner_earnings=Decimal("2.25")
+    )
+
+    receipt = post_result(miner_api, miner["id"], job["id"]).json()["receipt"]
+
+    assert (receipt["price"], receipt["miner_earnings"]) == ("2.50000000", "2.25000000")
+    assert platform_fees() == Decimal("0.25")
