@@ -3,16 +3,16 @@
 
 import uuid
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
-from functools import cache
-from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import queries
 from accounts.exceptions import InsufficientFunds
 from accounts.models import USER_ACCOUNT_KINDS, AccountKind, LedgerAccount, LedgerEntry, Posting, PostingKind
-from aitbc_site import amounts, statements
+from accounts.queries import AccountKey
+from aitbc_site import amounts
 from aitbc_site.amounts import QUANTUM
 from aitbc_site.exceptions import AmountOutOfRange, ApplicationError, ValidationFailed
 
@@ -23,10 +23,6 @@ def quantize_down(amount: Decimal) -> Decimal:
 
 def quantize_up(amount: Decimal) -> Decimal:
     return amount.quantize(QUANTUM, rounding=ROUND_UP)
-
-
-# An account by its owner's user id (None: the platform's) and its kind.
-AccountKey = tuple[UUID | None, str]
 
 
 def account_for(*, user_id: UUID | None, kind: str) -> LedgerAccount:
@@ -42,56 +38,15 @@ def account_for(*, user_id: UUID | None, kind: str) -> LedgerAccount:
         return LedgerAccount.objects.get(user_id=user_id, kind=kind)
 
 
-_ACCOUNT_COLUMNS = statements.Columns(LedgerAccount, ("id", "user", "kind", "balance"), alias="a")
-
-
-@cache
-def _accounts_sql(platform_keys: tuple[bool, ...]) -> str:
-    """SELECT and lock accounts by (user, kind), one condition per key; a platform key's user is NULL."""
-    user_column, kind_column = statements.column(LedgerAccount, "user"), statements.column(LedgerAccount, "kind")
-    conditions = [
-        f"(a.{user_column} IS NULL AND a.{kind_column} = %s)"
-        if platform
-        else f"(a.{user_column} = %s AND a.{kind_column} = %s)"
-        for platform in platform_keys
-    ]
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return (
-        f"SELECT {_ACCOUNT_COLUMNS.sql} FROM {statements.table(LedgerAccount)} a WHERE {' OR '.join(conditions)}"
-        f" ORDER BY a.{statements.column(LedgerAccount, 'id')}{lock}"
-    )
-
-
 def _lock_accounts(keys: list[AccountKey]) -> dict[AccountKey, LedgerAccount]:
-    """The accounts for these keys, found and locked in one statement (created first if new).
-
-    They are locked in id order, so two postings over the same accounts (a hold and a release of one user) always
-    lock them in the same order and never deadlock on PostgreSQL; SQLite's IMMEDIATE transaction already holds the
-    database's one write lock."""
-    params: list[Any] = []
-    for user_id, kind in keys:
-        if user_id is not None:
-            params.append(statements.db_value(LedgerAccount, "user", user_id))
-        params.append(kind)
-    rows = statements.fetch_all(_accounts_sql(tuple(user_id is None for user_id, _ in keys)), params)
-    found = {(account.user_id, account.kind): account for account in map(_ACCOUNT_COLUMNS.load, rows)}
+    """The accounts for these keys, found and locked in one statement (created first if new)."""
+    found = queries.lock_accounts_by_key(keys)
     if len(found) < len(set(keys)):
         for user_id, kind in keys:
             if (user_id, kind) not in found:
                 account_for(user_id=user_id, kind=kind)
         return _lock_accounts(keys)
     return found
-
-
-@cache
-def _new_balances_sql(accounts: int) -> str:
-    """UPDATE `accounts` balances at once: CASE id WHEN %s THEN %s …, WHERE id IN (…)."""
-    id_column = statements.column(LedgerAccount, "id")
-    cases = " ".join(["WHEN %s THEN %s"] * accounts)
-    return (
-        f"UPDATE {statements.table(LedgerAccount)} SET {statements.column(LedgerAccount, 'balance')} ="
-        f" CASE {id_column} {cases} END WHERE {id_column} IN ({', '.join(['%s'] * accounts)})"
-    )
 
 
 def post(
@@ -155,15 +110,11 @@ def _write(
     movements: list[tuple[AccountKey, Decimal]],
 ) -> Posting | None:
     """Record the posting, its new balances and its entries; None, writing nothing, if its reference was posted."""
-    if not statements.insert_returning_pk(posting, on_conflict_do_nothing=("reference",)):
+    if not queries.insert_posting_once(posting):
         return None
     # Each balance is computed in Decimal and written whole, so the range check above holds for what is written.
-    balance_of = {account.pk: account.balance for account in accounts.values()}
-    params: list[Any] = []
-    for account_id, change in changes.items():
-        params += [account_id, statements.db_value(LedgerAccount, "balance", balance_of[account_id] + change)]
-    statements.execute(_new_balances_sql(len(changes)), params + list(changes))
-    statements.insert(
+    queries.write_balances({account.pk: account.balance + changes[account.pk] for account in accounts.values()})
+    queries.insert_entries(
         [
             LedgerEntry(
                 posting_id=posting.pk, account_id=accounts[key].pk, amount=amount, created_at=posting.created_at

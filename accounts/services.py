@@ -8,7 +8,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from uuid import UUID
 
 from django.conf import settings
@@ -21,10 +20,10 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature
 
+from accounts import queries
 from accounts.addresses import eip55_address
 from accounts.exceptions import InvalidNonce, InvalidSignature
 from accounts.models import ApiKey, ApiKeyRole, LoginChallenge, User, UserSession
-from aitbc_site import statements
 
 KEY_PREFIX = "aitbc"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -112,37 +111,12 @@ def _match_env_key(digest: str) -> str | None:
     return matched
 
 
-_KEY_COLUMNS = statements.Columns(ApiKey, ("id", "user", "role", "key_hash", "last_used_at", "revoked_at"), alias="k")
-_KEY_OWNER_COLUMNS = statements.Columns(User, alias="u")
-
-
-@cache
-def _keys_by_prefix_sql() -> str:
-    """The issued keys with this prefix, each with its whole owner: every request with an issued key reads this."""
-    k_user, k_prefix, u_id = (
-        statements.column(ApiKey, "user"), statements.column(ApiKey, "prefix"), statements.column(User, "id")
-    )
-    return (
-        f"SELECT {_KEY_COLUMNS.sql}, {_KEY_OWNER_COLUMNS.sql} FROM {statements.table(ApiKey)} k"
-        f" JOIN {statements.table(User)} u ON u.{u_id} = k.{k_user} WHERE k.{k_prefix} = %s"
-    )
-
-
-def _issued_keys_with_prefix(prefix: str) -> list[ApiKey]:
-    keys = []
-    for row in statements.fetch_all(_keys_by_prefix_sql(), [statements.db_value(ApiKey, "prefix", prefix)]):
-        api_key = _KEY_COLUMNS.load(row)
-        api_key.user = _KEY_OWNER_COLUMNS.load(row, start=_KEY_COLUMNS.width)
-        keys.append(api_key)
-    return keys
-
-
 def api_key_authenticate(*, raw_key: str) -> Principal | None:
     """The principal behind a presented key, or None if the key is unknown or revoked."""
     digest = _digest(raw_key)
     parts = raw_key.split("_", 2)
     if len(parts) == 3 and parts[0] == KEY_PREFIX:
-        for api_key in _issued_keys_with_prefix(parts[1]):
+        for api_key in queries.keys_with_owner_by_prefix(parts[1]):
             if hmac.compare_digest(api_key.key_hash, digest):
                 if api_key.revoked_at is not None or not api_key.user.is_active:
                     return None
