@@ -1,7 +1,7 @@
 """How many database statements each hot-path request costs, pinned exactly: submit, poll, heartbeat, result, read.
 
 A budget that moves fails here instead of slowing production. The likeliest way to break one is to add a field to
-the miner's job document without adding it to the hand-out's columns (jobs/services.py ASSIGNMENT_FIELDS, the
+the miner's job document without adding it to the hand-out's columns (jobs/queries.py ASSIGNMENT_FIELDS, the
 poll's hand-written SELECT): each job handed out would then read the deferred field back, one query per job. The
 1-, 5- and 10-job polls catch that: their reads must not grow with the jobs handed out. When a budget changes on
 purpose, change its number here and say why in the commit.
