@@ -8,9 +8,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
-from exchange.late_deposits import late_deposit_close, late_deposit_credit
 from exchange.models import ExchangeRate, LateDeposit, LateDepositStatus, Payment, SkippedAddress
-from exchange.services import payment_confirm_by_operator, payment_expire_by_operator
+from exchange.services.crediting import payment_confirm_by_operator
+from exchange.services.expiry import payment_expire_by_operator
+from exchange.services.late_deposits import late_deposit_close, late_deposit_credit
 
 
 class LateDepositInline(ReadOnlyTabularInline):
