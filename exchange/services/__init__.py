@@ -8,7 +8,7 @@ App dependencies point one way: accounts ← exchange. One module per stage of a
     crediting.py      confirming and crediting, once (payment_confirm_by_operator)
     expiry.py         expiring a payment, and the end of its late grace (payment_expire_by_operator)
     late_deposits.py  bitcoin that reached a closed payment, held for an operator (late_deposit_credit …)
-    transitions.py    the one compare-and-set that changes a payment's status
+    transitions.py    the one compare-and-set that changes a payment's status, and the event of each change
 
 Code outside the app imports from here; the app's own modules import from the module that holds a name.
 """

@@ -28,6 +28,7 @@ from exchange.exceptions import (
 from exchange.models import Payment, SkippedAddress
 from exchange.selectors import current_rate
 from exchange.services.crediting import required_confirmations
+from exchange.services.transitions import record_created
 from exchange.wallet import receive_address
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def _create_with_fresh_address(backend: ChainBackend, fields: dict[str, Any], bt
                 payment = Payment.objects.create(
                     btc_amount=btc_amount, address=address, derivation_index=index, **fields
                 )
+                _record_requested(payment)
         except IntegrityError:
             continue
         _start_watching(backend, payment)
@@ -154,11 +156,20 @@ def _create_on_shared_address(backend: ChainBackend, fields: dict[str, Any], btc
         try:
             with transaction.atomic():
                 payment = Payment.objects.create(btc_amount=amount, address=address, **fields)
+                _record_requested(payment)
         except IntegrityError:
             continue  # taken by a concurrent request a moment ago
         _start_watching(backend, payment)
         return payment
     raise InvalidPaymentState("Too many open payments of this amount; try again later or another amount.")
+
+
+def _record_requested(payment: Payment) -> None:
+    record_created(
+        payment=payment,
+        actor="buyer",
+        reason=f"{payment.btc_amount:.8f} BTC for {payment.aitbc_amount:.8f} AITBC at {payment.rate:.8f}",
+    )
 
 
 def _start_watching(backend: ChainBackend, payment: Payment) -> None:

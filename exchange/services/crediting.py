@@ -44,6 +44,8 @@ def credit(*, payment: Payment, received: Decimal, actor: str, now: datetime, **
             payment=payment,
             new=PaymentStatus.CONFIRMED,
             now=now,
+            actor=actor,
+            reason=f"credited {credited:.8f} AITBC for {received:.8f} BTC",
             confirmed_at=now,
             credited_aitbc=credited,
             received_btc=received,

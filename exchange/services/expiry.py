@@ -20,8 +20,12 @@ def late_grace_end(payment: Payment) -> datetime:
 def expire_unpaid(*, payment: Payment, now: datetime) -> bool:
     """Nothing arrived in time, or what was seen left the mempool (replaced, double-spent) and never returned: the
     payment expires and forgets what was seen. False if another check moved it first."""
-    return move(payment=payment, new=PaymentStatus.EXPIRED, now=now, received_btc=Decimal("0"), confirmations=0,
-                txid=None, vout=None, seen_at=None, counted_outputs=[])
+    if payment.status == PaymentStatus.CONFIRMING:
+        reason = "the transaction seen left the mempool and nothing replaced it by expiry"
+    else:
+        reason = "no bitcoin arrived before it expired"
+    return move(payment=payment, new=PaymentStatus.EXPIRED, now=now, actor="system", reason=reason,
+                received_btc=Decimal("0"), confirmations=0, txid=None, vout=None, seen_at=None, counted_outputs=[])
 
 
 def end_late_grace(*, payment: Payment, now: datetime) -> bool:
@@ -34,7 +38,8 @@ def payment_expire_by_operator(*, payment: Payment, operator: str) -> Payment:
     """An operator closes a payment without crediting it."""
     now = timezone.now()
     if (payment.status, PaymentStatus.EXPIRED) not in PAYMENT_TRANSITIONS or not move(
-        payment=payment, new=PaymentStatus.EXPIRED, now=now, note=f"expired by operator {operator}",
+        payment=payment, new=PaymentStatus.EXPIRED, now=now, actor=f"operator:{operator}",
+        reason="closed by an operator, nothing credited", note=f"expired by operator {operator}",
         **closing_fields(payment, now),
     ):
         raise InvalidPaymentState(f"A {payment.status} payment cannot be expired.")

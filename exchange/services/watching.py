@@ -76,11 +76,13 @@ def _advance(payment: Payment, seen: Observation, now: datetime) -> str:
     }
     progress = {"received_btc": seen.received, **chain_fields}
     if payment.seen_at > grace_ends:
-        return _outcome(move(payment=payment, new=PaymentStatus.NEEDS_REVIEW, now=now,
+        return _outcome(move(payment=payment, new=PaymentStatus.NEEDS_REVIEW, now=now, actor="system",
+                             reason=f"{seen.received:.8f} BTC arrived after the late grace period",
                              note="paid after the late grace period", **closing_fields(payment, now), **progress))
     if seen.received < payment.btc_amount:
         if now >= payment.expires_at:
-            return _outcome(move(payment=payment, new=PaymentStatus.UNDERPAID, now=now,
+            return _outcome(move(payment=payment, new=PaymentStatus.UNDERPAID, now=now, actor="system",
+                                 reason=f"{seen.received:.8f} of {payment.btc_amount:.8f} BTC arrived by expiry",
                                  **closing_fields(payment, now), **progress))
         return _outcome(record_progress(payment=payment, **progress))
     if seen.confirmations >= required:
@@ -97,7 +99,9 @@ def _advance(payment: Payment, seen: Observation, now: datetime) -> str:
             return LOST  # the caller reads the payment as it is now
         return CREDITED if credited else LOST
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED):
-        return _outcome(move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, **progress))
+        return _outcome(move(payment=payment, new=PaymentStatus.CONFIRMING, now=now, actor="system",
+                             reason=f"{seen.received:.8f} BTC seen, {seen.confirmations} of {required} confirmations",
+                             **progress))
     return _outcome(record_progress(payment=payment, **progress))
 
 
