@@ -8,9 +8,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
-from exchange.late_deposits import late_deposit_close, late_deposit_credit
-from exchange.models import ExchangeRate, LateDeposit, LateDepositStatus, Payment, SkippedAddress
-from exchange.services import payment_confirm_by_operator, payment_expire_by_operator
+from exchange.models import ExchangeRate, LateDeposit, LateDepositStatus, Payment, PaymentEvent, SkippedAddress
+from exchange.services.crediting import payment_confirm_by_operator
+from exchange.services.expiry import payment_expire_by_operator
+from exchange.services.late_deposits import late_deposit_close, late_deposit_credit
+
+
+class PaymentEventInline(ReadOnlyTabularInline):
+    model = PaymentEvent
+    verbose_name = "event"
+    verbose_name_plural = "timeline"
+    fields = ["at", "from_status", "to_status", "actor", "reason"]
 
 
 class LateDepositInline(ReadOnlyTabularInline):
@@ -32,7 +40,7 @@ class PaymentAdmin(ReadOnlyModelAdmin):
     search_help_text = "A payment id or its beginning, a bitcoin address or transaction id, the buyer."
     date_hierarchy = "created_at"
     actions = ["confirm_payments", "expire_payments"]
-    inlines = [LateDepositInline]
+    inlines = [PaymentEventInline, LateDepositInline]
     fieldsets = [
         (None, {"fields": ["id", "user", "status", "note"]}),
         ("Amounts", {"fields": ["btc_amount", "aitbc_amount", "rate", "received_btc", "credited_aitbc"]}),

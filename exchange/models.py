@@ -125,6 +125,35 @@ class Payment(models.Model):
         return f"{self.btc_amount} BTC → {self.aitbc_amount} AITBC ({self.status})"
 
 
+
+class PaymentEvent(models.Model):
+    """A status change of a payment, its creation included: the payment's timeline for operators, and what a buyer
+    may be told of (stored in the change's transaction, handed to `aitbc_site.committed` once it commits)."""
+
+    id = models.BigAutoField(primary_key=True)
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    # Null for the payment's creation: it had no status before.
+    from_status = models.CharField(max_length=16, choices=PaymentStatus.choices, null=True, blank=True)
+    to_status = models.CharField(max_length=16, choices=PaymentStatus.choices)
+    # "buyer", "system" or "operator:<name>".
+    actor = models.CharField(max_length=200)
+    reason = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["payment", "at", "id"], name="payment_event_timeline")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(to_status__in=PaymentStatus.values)
+                & (Q(from_status__isnull=True) | Q(from_status__in=PaymentStatus.values)),
+                name="payment_event_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id}: {self.from_status or 'created'} → {self.to_status}"
+
 class SkippedAddress(models.Model):
     """A receive index under BITCOIN_XPUB never handed out because the chain already showed history for its address
     (the xpub was used before: a restored backup, a staging database sharing production's key). Kept so that the

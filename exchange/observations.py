@@ -1,5 +1,5 @@
 """What the chain shows for a payment: which outputs count toward it and which reached it late. Reads only (the
-chain backend and the payments table); `exchange.services` acts on what these answer."""
+chain backend and the payments table); `exchange.services.watching` acts on what these answer."""
 
 from dataclasses import dataclass
 from decimal import Decimal

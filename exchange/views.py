@@ -14,8 +14,10 @@ from aitbc_site.authentication import HasSession, SessionTokenAuthentication
 from aitbc_site.openapi import error_responses
 from aitbc_site.pagination import CursorPage
 from aitbc_site.ratelimits import RateLimitedViewMixin
-from exchange import selectors, services
+from exchange import selectors
 from exchange.serializers import CreatePaymentSerializer, PaymentSerializer, RateSerializer
+from exchange.services.creation import payment_create
+from exchange.services.watching import payment_refresh_if_stale
 from exchange.wallet import bip21_uri
 
 PAYMENT_ID = OpenApiParameter("payment_id", str, OpenApiParameter.PATH, description="The payment's id.")
@@ -49,7 +51,7 @@ class ExchangeViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         """Ask to pay bitcoin for AITBC: a fresh address (or a unique amount), a locked rate and an expiry."""
         payload = CreatePaymentSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        payment = services.payment_create(user=request.user, **payload.validated_data)
+        payment = payment_create(user=request.user, **payload.validated_data)
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -61,7 +63,7 @@ class ExchangeViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     def payment_status(self, request: Request, payment_id: str) -> Response:
         """One of the caller's payments; a stale open one is checked against the chain first."""
         payment = selectors.payment_get_for_user(payment_id=payment_id, user=request.user)
-        return Response(PaymentSerializer(services.payment_refresh_if_stale(payment=payment)).data)
+        return Response(PaymentSerializer(payment_refresh_if_stale(payment=payment)).data)
 
     @extend_schema(
         operation_id="exchange_payments_list", responses={200: PaymentSerializer(many=True), **error_responses(400)}

@@ -18,8 +18,8 @@ from aitbc_site.testing import run_concurrently
 from aitbc_site.tests.test_admin import changelist, logged_changes, messages_of, run_action
 from exchange import services
 from exchange.exceptions import InvalidPaymentState
-from exchange.late_deposits import late_deposit_close, late_deposit_credit
 from exchange.models import LateDeposit, LateDepositStatus, Payment
+from exchange.services.late_deposits import late_deposit_close, late_deposit_credit
 from exchange.tests.chain_servers import Chain, ChainServer
 from exchange.tests.factories import (
     SHARED_ADDRESS,

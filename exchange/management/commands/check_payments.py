@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from exchange.services import check_open_payments
+from exchange.services.watching import check_open_payments
 
 
 class Command(BaseCommand):

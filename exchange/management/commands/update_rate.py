@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
-from exchange.services import rate_set
+from exchange.services.rates import rate_set
 
 
 def _read_field(document: Any, path: str) -> Decimal:

@@ -1,5 +1,5 @@
 """Late deposits: bitcoin that reached a payment's address after the payment was closed. The services of the life
-stage after a payment, beside `exchange.services` (which finds them on the chain and calls `late_deposits_record`).
+stage after a payment; `exchange.services.watching` finds them on the chain and calls `late_deposits_record`.
 
 Nothing here credits by itself: a late deposit waits for an operator, who credits it through the ledger at the
 current rate (the payment's rate lock is over), or marks it refunded or ignored, always with a reason.
