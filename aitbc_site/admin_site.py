@@ -110,6 +110,14 @@ class ReadOnlyTabularInline(admin.TabularInline):
         return False
 
 
+class TimelineInline(ReadOnlyTabularInline):
+    """An object's stored status events (a job's, a payment's), oldest first, as its timeline."""
+
+    verbose_name = "event"
+    verbose_name_plural = "timeline"
+    fields = ["at", "from_status", "to_status", "actor", "reason"]
+
+
 @admin.display(description="id", ordering="pk")
 def short_id(obj: Model) -> str:
     """The first 8 digits of a UUID key: enough to tell rows apart in a list, and what the lists' search takes."""

@@ -7,18 +7,15 @@ from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
+from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, TimelineInline, operator_name, short_id
 from exchange.models import ExchangeRate, LateDeposit, LateDepositStatus, Payment, PaymentEvent, SkippedAddress
 from exchange.services.crediting import payment_confirm_by_operator
 from exchange.services.expiry import payment_expire_by_operator
 from exchange.services.late_deposits import late_deposit_close, late_deposit_credit
 
 
-class PaymentEventInline(ReadOnlyTabularInline):
+class PaymentEventInline(TimelineInline):
     model = PaymentEvent
-    verbose_name = "event"
-    verbose_name_plural = "timeline"
-    fields = ["at", "from_status", "to_status", "actor", "reason"]
 
 
 class LateDepositInline(ReadOnlyTabularInline):
@@ -60,22 +57,18 @@ class PaymentAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Confirm and credit selected payments", permissions=["operate"])
     def confirm_payments(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
-        name = operator_name(request)
-        self.apply_service(
-            request,
-            queryset,
-            service=lambda payment: payment_confirm_by_operator(payment=payment, operator=name),
-            done="confirmed",
-        )
+        self._as_operator(request, queryset, payment_confirm_by_operator, done="confirmed")
 
     @admin.action(description="Expire selected payments (no credit)", permissions=["operate"])
     def expire_payments(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        self._as_operator(request, queryset, payment_expire_by_operator, done="expired")
+
+    def _as_operator(
+        self, request: HttpRequest, queryset: QuerySet[Payment], service: Callable[..., Payment], *, done: str
+    ) -> None:
         name = operator_name(request)
         self.apply_service(
-            request,
-            queryset,
-            service=lambda payment: payment_expire_by_operator(payment=payment, operator=name),
-            done="expired",
+            request, queryset, service=lambda payment: service(payment=payment, operator=name), done=done
         )
 
 

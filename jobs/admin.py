@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, operator_name, short_id
+from aitbc_site.admin_site import ReadOnlyModelAdmin, ReadOnlyTabularInline, TimelineInline, operator_name, short_id
 from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
 from jobs.selectors import effective_status, job_type_prices, reads_expired, waiting
 from jobs.services.cancellation import job_cancel
@@ -38,11 +38,8 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class JobEventInline(ReadOnlyTabularInline):
+class JobEventInline(TimelineInline):
     model = JobEvent
-    verbose_name = "event"
-    verbose_name_plural = "timeline"
-    fields = ["at", "from_status", "to_status", "actor", "reason"]
 
 
 class JobAttemptInline(ReadOnlyTabularInline):
