@@ -5,7 +5,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKeyRole, User
 from accounts.services import api_key_issue
+from aitbc_site import committed
 from aitbc_site.testing import run_manage
 
 ADDRESS = "ait1" + "ab" * 20
@@ -120,6 +121,19 @@ def poll(api: APIClient, miner_id: str, limit: int = 1) -> dict[str, Any]:
 def post_result(api: APIClient, miner_id: str, job_id: str, **overrides: Any) -> Any:
     body = {"miner_id": miner_id, "job_id": job_id, "status": "completed", "result": {"text": "hi"}, **overrides}
     return api.post("/v1/miner/result", body, format="json")
+
+
+@pytest.fixture
+def committed_batches() -> Iterator[list[tuple[object, ...]]]:
+    """Every batch of events `aitbc_site.committed` hands its subscribers while the test runs, in order."""
+    batches: list[tuple[object, ...]] = []
+
+    def listener(events: Sequence[object]) -> None:
+        batches.append(tuple(events))
+
+    committed.subscribe(listener)
+    yield batches
+    committed.unsubscribe(listener)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The after-commit hook: subscribers hear of stored events only once their transaction commits."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from django.db import transaction
@@ -8,43 +8,31 @@ from django.db import transaction
 from aitbc_site import committed
 
 
-@pytest.fixture
-def heard() -> Iterator[list[tuple[object, ...]]]:
-    batches: list[tuple[object, ...]] = []
-
-    def listener(events: Sequence[object]) -> None:
-        batches.append(tuple(events))
-
-    committed.subscribe(listener)
-    yield batches
-    committed.unsubscribe(listener)
-
-
 @pytest.mark.django_db(transaction=True)
-def test_subscribers_hear_events_after_commit_in_order(heard):
+def test_subscribers_hear_events_after_commit_in_order(committed_batches):
     with transaction.atomic():
         committed.stored(["a", "b"])
         committed.stored(["c"])
-        assert heard == []
-    assert heard == [("a", "b"), ("c",)]
+        assert committed_batches == []
+    assert committed_batches == [("a", "b"), ("c",)]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rolled_back_transaction_tells_nobody(heard):
+def test_a_rolled_back_transaction_tells_nobody(committed_batches):
     with pytest.raises(RuntimeError), transaction.atomic():
         committed.stored(["lost"])
         raise RuntimeError("the change fails")
-    assert heard == []
+    assert committed_batches == []
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_subscribers_hear_at_once(heard):
+def test_outside_a_transaction_subscribers_hear_at_once(committed_batches):
     committed.stored(["now"])
-    assert heard == [("now",)]
+    assert committed_batches == [("now",)]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_subscriber_does_not_silence_the_others(heard, caplog):
+def test_a_failing_subscriber_does_not_silence_the_others(committed_batches, caplog):
     def broken(events: Sequence[object]) -> None:
         raise ValueError("subscriber bug")
 
@@ -54,7 +42,7 @@ def test_a_failing_subscriber_does_not_silence_the_others(heard, caplog):
             committed.stored(["x"])
     finally:
         committed.unsubscribe(broken)
-    assert heard == [("x",)]
+    assert committed_batches == [("x",)]
     assert "subscriber to committed events failed" in caplog.text
 
 

@@ -1,7 +1,6 @@
 """Every status change of a payment, its creation included, is a stored event written in the change's transaction:
 the payment's timeline in the admin, and what `aitbc_site.committed` hands to subscribers once it commits."""
 
-from collections.abc import Iterator, Sequence
 
 import pytest
 from django.core.management import call_command
@@ -11,7 +10,6 @@ from pytest_django.fixtures import Settings
 
 from accounts import ledger
 from accounts.models import User
-from aitbc_site import committed
 from aitbc_site.amounts import MAX_AMOUNT
 from aitbc_site.tests.test_admin import change_page
 from exchange import services
@@ -31,18 +29,6 @@ def esplora_node(esplora: EsploraServer, exchange_settings: Settings) -> Esplora
     """One chain backend is enough here: the events are written by the services, whatever backend read the chain."""
     exchange_settings.BITCOIN_BACKEND, exchange_settings.ESPLORA_URL = "esplora", esplora.url
     return esplora
-
-
-@pytest.fixture
-def heard() -> Iterator[list[tuple[object, ...]]]:
-    batches: list[tuple[object, ...]] = []
-
-    def listener(events: Sequence[object]) -> None:
-        batches.append(tuple(events))
-
-    committed.subscribe(listener)
-    yield batches
-    committed.unsubscribe(listener)
 
 
 def timeline(payment: Payment) -> list[tuple[str | None, str]]:
@@ -85,47 +71,46 @@ def test_a_payment_seen_then_mined_writes_confirming_then_confirmed_and_nothing_
     assert confirmed.at == payment.confirmed_at
 
 
-def test_a_payment_mined_before_its_first_check_goes_straight_from_pending_to_confirmed(
-    esplora_node: EsploraServer, chain: Chain, buyer: User
+def live_through(payment: Payment, steps: str, *, chain: Chain, settings: Settings) -> Payment:
+    """Walk a payment through `steps`, each one of: pay (its 0.001 BTC reach its address), mine, check (one round of
+    check_payments), expire (its deadline passes), grace (its late grace passes)."""
+    actions = {
+        "pay": lambda: chain.pay(payment.address, "0.001"),
+        "mine": chain.mine,
+        "check": lambda: check(payment),
+        "expire": lambda: age_past_expiry(payment),
+        "grace": lambda: age(payment, seconds=settings.PAYMENT_LATE_GRACE_SECONDS),
+    }
+    for step in steps.split():
+        actions[step]()
+    return payment
+
+
+@pytest.mark.parametrize(
+    ("steps", "changes"),
+    [
+        ("pay mine check", [("pending", "confirmed")]),
+        ("expire check check grace check", [("pending", "expired")]),
+        ("expire check grace pay mine check", [("pending", "expired"), ("expired", "needs_review")]),
+    ],
+    ids=["mined before its first check", "unpaid, then its late grace ends", "paid after its late grace"],
+)
+def test_each_change_writes_one_event_and_nothing_else_does(
+    esplora_node: EsploraServer, chain: Chain, buyer: User, settings: Settings, steps: str, changes: list
 ) -> None:
-    payment = make_payment(buyer, btc="0.001")
-    chain.pay(payment.address, "0.001")
-    chain.mine()
+    payment = live_through(make_payment(buyer, btc="0.001"), steps, chain=chain, settings=settings)
 
-    check(payment)
-
-    assert timeline(payment) == [(None, "pending"), ("pending", "confirmed")]
+    assert timeline(payment) == [(None, "pending"), *changes]
 
 
-def test_an_unpaid_payment_writes_expired_once_and_nothing_when_its_late_grace_ends(
+def test_an_unpaid_payment_expires_as_the_system_saying_why(
     esplora_node: EsploraServer, chain: Chain, buyer: User, settings: Settings
 ) -> None:
-    payment = make_payment(buyer, btc="0.001")
-    age_past_expiry(payment)
-    check(payment)
-    check(payment)
-    age(payment, seconds=settings.PAYMENT_LATE_GRACE_SECONDS)
-    check(payment)
+    payment = live_through(make_payment(buyer, btc="0.001"), "expire check grace check", chain=chain, settings=settings)
 
     assert (payment.status, payment.watching) == ("expired", False)
-    assert timeline(payment) == [(None, "pending"), ("pending", "expired")]
     expired = PaymentEvent.objects.get(payment=payment, to_status="expired")
     assert (expired.actor, expired.reason) == ("system", "no bitcoin arrived before it expired")
-
-
-def test_a_payment_arriving_after_the_late_grace_writes_needs_review(
-    esplora_node: EsploraServer, chain: Chain, buyer: User, settings: Settings
-) -> None:
-    payment = make_payment(buyer, btc="0.001")
-    age_past_expiry(payment)
-    check(payment)
-    age(payment, seconds=settings.PAYMENT_LATE_GRACE_SECONDS)
-    chain.pay(payment.address, "0.001")
-    chain.mine()
-
-    check(payment)
-
-    assert timeline(payment) == [(None, "pending"), ("pending", "expired"), ("expired", "needs_review")]
 
 
 def test_a_transaction_leaving_the_mempool_writes_expired_then_a_new_one_confirming_and_confirmed(
@@ -221,21 +206,21 @@ def test_a_credit_the_ledger_refuses_rolls_back_its_event_with_the_move(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_subscriber_hears_each_event_once_its_transaction_commits_and_never_a_rolled_back_one(
-    buyer: User, heard: list[tuple[object, ...]]
+    buyer: User, committed_batches: list[tuple[object, ...]]
 ) -> None:
     payment = make_payment(buyer, btc="0.001")
-    [(created,)] = heard
+    [(created,)] = committed_batches
     assert isinstance(created, PaymentEvent) and created.to_status == "pending"
 
     with pytest.raises(RuntimeError), transaction.atomic():
         services.payment_expire_by_operator(payment=Payment.objects.get(pk=payment.pk), operator="dave")
         raise RuntimeError("rolled back")
-    assert len(heard) == 1
+    assert len(committed_batches) == 1
 
     with transaction.atomic():
         services.payment_confirm_by_operator(payment=payment, operator="carol")
-        assert len(heard) == 1
-    [(confirmed,)] = heard[1:]
+        assert len(committed_batches) == 1
+    [(confirmed,)] = committed_batches[1:]
     assert isinstance(confirmed, PaymentEvent)
     assert (confirmed.payment_id, confirmed.from_status, confirmed.to_status) == (payment.pk, "pending", "confirmed")
     assert PaymentEvent.objects.filter(pk=confirmed.pk).exists()

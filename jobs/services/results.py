@@ -50,16 +50,10 @@ def job_submit_result(
             return job, receipt
         with transaction.atomic():
             now = timezone.now()
+            outcome = AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED
+            report = {"reported_status": status, "result": result, "error": error, "metrics": metrics}
             recorded = queries.record_attempt_report(
-                attempt_id=attempt.pk,
-                values={
-                    "reported_status": status,
-                    "result": result,
-                    "error": error,
-                    "metrics": metrics,
-                    "finished_at": now,
-                    "outcome": AttemptOutcome.COMPLETED if status == JobStatus.COMPLETED else AttemptOutcome.FAILED,
-                },
+                attempt_id=attempt.pk, values={**report, "finished_at": now, "outcome": outcome}
             )
             if not recorded:
                 # Another post for this attempt was recorded since: judge again (a replay, or a different result).
@@ -72,18 +66,9 @@ def job_submit_result(
                 else:
                     payment = payment_for(job, end=status)
                 receipt = receipt_issue(
-                    job_id=job.pk,
-                    client_id=job.client_id,
-                    job_type=job.job_type,
-                    attempt=attempt.number,
-                    miner_id=miner_id,
-                    status=status,
-                    result=result,
-                    error=error,
-                    metrics=metrics,
-                    started_at=attempt.started_at,
-                    completed_at=now,
-                    payment=payment,
+                    job_id=job.pk, client_id=job.client_id, job_type=job.job_type, attempt=attempt.number,
+                    miner_id=miner_id, status=status, result=result, error=error, metrics=metrics,
+                    started_at=attempt.started_at, completed_at=now, payment=payment,
                 )
                 return job, receipt
             # The job changed between our read and our write. Undo the attempt's record and judge again.

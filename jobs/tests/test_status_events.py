@@ -1,82 +1,62 @@
 """Every status change of a job is stored as its event in the change's own transaction, and reaches the after-commit
 hook (aitbc_site.committed) once that transaction has committed, in the order the changes were made."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from rest_framework.test import APIClient
 
-from aitbc_site import committed
 from conftest import poll, post_result, register_miner, submit_job
 from jobs.models import JobEvent
 
-
-@pytest.fixture
-def heard() -> Iterator[list[JobEvent]]:
-    events: list[JobEvent] = []
-
-    def listener(batch: Sequence[object]) -> None:
-        events.extend(event for event in batch if isinstance(event, JobEvent))
-
-    committed.subscribe(listener)
-    yield events
-    committed.unsubscribe(listener)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def moves(events: Sequence[JobEvent]) -> list[tuple[str, str, str]]:
-    return [(str(event.job_id), event.from_status, event.to_status) for event in events]
+def moves(batches: Sequence[Sequence[object]]) -> list[tuple[str, str, str]]:
+    """The job events of these batches as (job, from, to)."""
+    return [
+        (str(event.job_id), event.from_status, event.to_status)
+        for batch in batches
+        for event in batch
+        if isinstance(event, JobEvent)
+    ]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_jobs_life_reaches_the_hook_change_by_change(
-    heard: list[JobEvent], client_api: APIClient, miner_api: APIClient
-) -> None:
-    job = submit_job(client_api)
-    miner = register_miner(miner_api)
-    poll(miner_api, miner["id"])
-    assert moves(heard) == [(job["id"], "pending", "running")]
+def handed_out(client_api: APIClient, miner_api: APIClient, jobs: int = 1) -> tuple[list[str], str]:
+    """Submit `jobs` jobs and have one new miner take them all in one poll: (job ids, miner id)."""
+    job_ids = [submit_job(client_api)["id"] for _ in range(jobs)]
+    miner = register_miner(miner_api, max_concurrent_jobs=jobs)["id"]
+    assert len(poll(miner_api, miner, limit=jobs)["results"]) == jobs
+    return job_ids, miner
+
+
+def test_a_jobs_life_reaches_the_hook_change_by_change(committed_batches, client_api, miner_api) -> None:
+    [job], miner = handed_out(client_api, miner_api)
+    assert moves(committed_batches) == [(job, "pending", "running")]
 
     failure = {"status": "failed", "result": None, "error": {"code": "OOM", "message": "out of memory"}}
-    assert post_result(miner_api, miner["id"], job["id"], **failure).status_code == 200
-    assert moves(heard)[1:] == [(job["id"], "running", "pending")]
+    assert post_result(miner_api, miner, job, **failure).status_code == 200
+    assert moves(committed_batches)[1:] == [(job, "running", "pending")]
 
-    cancelled = submit_job(client_api)
-    assert client_api.post(f"/v1/client/jobs/{cancelled['id']}/cancel").status_code == 200
-    assert moves(heard)[2:] == [(cancelled["id"], "pending", "cancelled")]
+    cancelled = submit_job(client_api)["id"]
+    assert client_api.post(f"/v1/client/jobs/{cancelled}/cancel").status_code == 200
+    assert moves(committed_batches)[2:] == [(cancelled, "pending", "cancelled")]
     # What the hook heard is what was stored: the same rows, in the same order.
-    stored = JobEvent.objects.filter(job_id__in=[job["id"], cancelled["id"]]).order_by("at", "id")
-    assert moves(list(stored)) == moves(heard)
+    stored = JobEvent.objects.filter(job_id__in=[job, cancelled]).order_by("at", "id")
+    assert moves([list(stored)]) == moves(committed_batches)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_one_poll_handing_out_several_jobs_tells_the_hook_once(
-    heard: list[JobEvent], client_api: APIClient, miner_api: APIClient
-) -> None:
-    batches: list[int] = []
+def test_one_poll_handing_out_several_jobs_tells_the_hook_once(committed_batches, client_api, miner_api) -> None:
+    jobs, _ = handed_out(client_api, miner_api, jobs=3)
 
-    def count(batch: Sequence[object]) -> None:
-        batches.append(len(batch))
-
-    committed.subscribe(count)
-    try:
-        jobs = [submit_job(client_api)["id"] for _ in range(3)]
-        miner = register_miner(miner_api, max_concurrent_jobs=3)
-        poll(miner_api, miner["id"], limit=3)
-    finally:
-        committed.unsubscribe(count)
-    assert batches == [3]
-    assert sorted(moves(heard)) == sorted((job_id, "pending", "running") for job_id in jobs)
+    [batch] = committed_batches
+    assert sorted(moves([batch])) == sorted((job, "pending", "running") for job in jobs)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_result_refused_as_a_conflict_tells_the_hook_nothing(
-    heard: list[JobEvent], client_api: APIClient, miner_api: APIClient
-) -> None:
-    job = submit_job(client_api)
-    miner = register_miner(miner_api)
-    poll(miner_api, miner["id"])
-    assert post_result(miner_api, miner["id"], job["id"]).status_code == 200
-    heard.clear()
+def test_a_result_refused_as_a_conflict_tells_the_hook_nothing(committed_batches, client_api, miner_api) -> None:
+    [job], miner = handed_out(client_api, miner_api)
+    assert post_result(miner_api, miner, job).status_code == 200
+    committed_batches.clear()
 
-    assert post_result(miner_api, miner["id"], job["id"], result={"text": "other"}).status_code == 409
-    assert heard == []
+    assert post_result(miner_api, miner, job, result={"text": "other"}).status_code == 409
+    assert committed_batches == []
