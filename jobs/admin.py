@@ -154,17 +154,19 @@ class JobTypePriceAdmin(admin.ModelAdmin):
 admin.site.unregister(Miner)
 
 
+def _with_running_jobs(fields: list[Any], *, after: str) -> list[Any]:
+    place = fields.index(after) + 1
+    return [*fields[:place], "running_jobs", *fields[place:]]
+
+
 @admin.register(Miner)
 class MinerWithJobsAdmin(MinerAdmin):
-    list_display = [
-        short_id, "effective_status", "is_disabled", "heartbeat_age", "capability_list", "running_jobs",
-        "max_concurrent_jobs", "address",
-    ]
+    list_display = _with_running_jobs(MinerAdmin.list_display, after="capability_list")
     fieldsets = [
-        (None, {"fields": ["id", "effective_status", "status", "owner", "address", "endpoint"]}),
-        ("Operator", {"fields": ["disabled_at", "disabled_by"]}),
-        ("Hardware", {"fields": ["capabilities", "resources", "max_concurrent_jobs", "running_jobs"]}),
-        ("Times", {"fields": ["last_heartbeat", "registered_at", "updated_at"]}),
+        (name, {**options, "fields": _with_running_jobs(options["fields"], after="max_concurrent_jobs")})
+        if name == "Hardware"
+        else (name, options)
+        for name, options in MinerAdmin.fieldsets
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Miner]:
