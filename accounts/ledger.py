@@ -138,13 +138,16 @@ def release(*, user_id: UUID, amount: Decimal, reference: str, memo: str) -> Pos
 
 
 def capture(
-    *, payer_id: UUID, payee_id: UUID, amount: Decimal, fee: Decimal, reference: str, memo: str
+    *, payer_id: UUID, payee_id: UUID | None, amount: Decimal, fee: Decimal, reference: str, memo: str
 ) -> Posting | None:
-    """Pay a hold out: the fee to the platform, the rest to the payee's available balance."""
+    """Pay a hold out: the fee to the platform, the rest to the payee's available balance (with no payee, the fee
+    must be the whole amount)."""
     movements: list[tuple[AccountKey, Decimal]] = [((payer_id, AccountKind.HELD), -amount)]
     if fee:
         movements.append(((None, AccountKind.PLATFORM_FEES), fee))
     if amount - fee:
+        if payee_id is None:
+            raise ValueError("a capture that pays a miner needs its payee")
         movements.append(((payee_id, AccountKind.AVAILABLE), amount - fee))
     return post(reference=reference, kind=PostingKind.JOB_CAPTURE, movements=movements, memo=memo)
 

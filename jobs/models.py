@@ -38,6 +38,9 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
     job_type = models.CharField(max_length=64)
+    # The `payload.type` an original-dialect client sent (`inference`, `image` …), so its job reads back as sent;
+    # empty for jobs submitted in our own API.
+    original_type = models.CharField(max_length=64, blank=True, default="")
     parameters = models.JSONField(default=dict)
     requirements = models.JSONField(default=dict)
     # The scalar requirements again as columns, so the claim query can filter them in SQL.

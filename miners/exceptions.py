@@ -1,6 +1,6 @@
 from rest_framework import status
 
-from aitbc_site.exceptions import ApplicationError, NotFound
+from aitbc_site.exceptions import ApplicationError, Conflict, NotFound
 
 
 class MinerNotFound(NotFound):
@@ -12,3 +12,8 @@ class MinerDisabled(ApplicationError):
     status_code = status.HTTP_403_FORBIDDEN
     code = "MINER_DISABLED"
     default_message = "An operator disabled this miner; it gets no work until it is re-enabled."
+
+
+class MinerNameTaken(Conflict):
+    code = "MINER_NAME_TAKEN"
+    default_message = "Another miner of this API key's owner already has that name."

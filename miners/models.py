@@ -11,14 +11,19 @@ class MinerStatus(models.TextChoices):
 
 
 class Miner(models.Model):
-    """A GPU owner's worker. `owner` is the principal that registered it; `address` is the wallet it is paid to."""
+    """A GPU owner's worker. `owner` is the principal that registered it; `name` tells its miners apart (the
+    original dialect's `miner_id`); `address` is the wallet it is paid to, or null to pay the owner's own wallet."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="miners")
-    address = models.CharField(max_length=44)
+    name = models.CharField(max_length=100)
+    address = models.CharField(max_length=44, null=True, blank=True)
     endpoint = models.URLField(max_length=500, null=True, blank=True)
     capabilities = models.JSONField(default=list)
     resources = models.JSONField(default=dict)
+    # What a miner speaking the original dialect reported about itself, kept as sent for operators: its
+    # `capabilities` object and its last heartbeat's `metadata`.
+    reported = models.JSONField(default=dict, blank=True)
     max_concurrent_jobs = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=16, choices=MinerStatus.choices, default=MinerStatus.ACTIVE)
     last_heartbeat = models.DateTimeField()
@@ -32,6 +37,7 @@ class Miner(models.Model):
         ordering = ["-registered_at"]
         indexes = [models.Index(fields=["owner", "-registered_at"], name="miner_owner_idx")]
         constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="miner_owner_name_unique"),
             models.CheckConstraint(
                 condition=models.Q(max_concurrent_jobs__gte=1, max_concurrent_jobs__lte=64),
                 name="miner_max_concurrent_jobs_range",
@@ -39,4 +45,4 @@ class Miner(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} ({self.address})"
+        return f"{self.name} ({self.address or 'pays its owner'})"

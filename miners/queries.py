@@ -1,6 +1,7 @@
 """The miners app's hand-written statements: every SQL text and `statements` call of the app lives here."""
 
 from functools import cache
+from typing import NamedTuple
 from uuid import UUID
 
 from accounts.models import User
@@ -19,14 +20,34 @@ def miner_of_owner(*, miner_id: UUID | str, owner_id: UUID) -> Miner | None:
 @cache
 def _payee_sql() -> str:
     u_id, u_wallet = statements.column(User, "id"), statements.column(User, "wallet_address")
-    m_id, m_address = statements.column(Miner, "id"), statements.column(Miner, "address")
+    u_service = statements.column(User, "is_service")
+    m_id, m_address, m_owner = (statements.column(Miner, name) for name in ("id", "address", "owner"))
+    users, miners = statements.table(User), statements.table(Miner)
     return (
-        f"SELECT u.{u_id} FROM {statements.table(Miner)} m JOIN {statements.table(User)} u"
-        f" ON u.{u_wallet} = m.{m_address} WHERE m.{m_id} = %s"
+        f"SELECT w.{u_id}, m.{m_address}, o.{u_id}, o.{u_service} FROM {miners} m"
+        f" JOIN {users} o ON o.{u_id} = m.{m_owner} LEFT JOIN {users} w ON w.{u_wallet} = m.{m_address}"
+        f" WHERE m.{m_id} = %s"
     )
 
 
-def payee_user_id(*, miner_id: UUID) -> UUID | None:
-    """The user of the wallet the miner is paid to, None until that wallet has a user."""
+class Payee(NamedTuple):
+    """Who a miner's earnings go to, as stored: the user of its payout wallet (None until that wallet has one), the
+    wallet, and its owner (paid when there is no wallet, unless a service user)."""
+
+    wallet_user_id: UUID | None
+    address: str | None
+    owner_id: UUID
+    owner_is_service: bool
+
+
+def payee(*, miner_id: UUID) -> Payee:
     row = statements.fetch_one(_payee_sql(), [statements.db_value(Miner, "id", miner_id)])
-    return None if row is None else _USER_ID_COLUMNS.load(row).pk
+    if row is None:
+        raise Miner.DoesNotExist(miner_id)
+    wallet_user, address, owner, owner_is_service = row
+    return Payee(
+        wallet_user_id=None if wallet_user is None else _USER_ID_COLUMNS.load((wallet_user,)).pk,
+        address=address,
+        owner_id=_USER_ID_COLUMNS.load((owner,)).pk,
+        owner_is_service=bool(owner_is_service),
+    )

@@ -52,6 +52,18 @@ class MinerEndpointField(serializers.URLField):
         return url
 
 
+class MinerNameField(serializers.RegexField):
+    """A miner's name: letters, digits and `. _ : @ -`, starting with a letter or digit (it appears in URLs)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
+            max_length=100,
+            error_messages={"invalid": "Letters, digits and . _ : @ - only, starting with a letter or digit."},
+            **kwargs,
+        )
+
+
 class MinerResourcesSerializer(StrictSerializer):
     gpu_model = serializers.CharField(max_length=200, required=False)
     gpu_memory_gb = serializers.FloatField(min_value=0, max_value=1_000_000, required=False)
@@ -63,7 +75,17 @@ class MinerRegisterSerializer(StrictSerializer):
     miner_id = ObjectIdField(
         not_found=MinerNotFound, required=False, help_text="Update this earlier registration instead."
     )
-    address = WalletAddressField(help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…).")
+    name = MinerNameField(
+        required=False,
+        help_text="Tells the owner's miners apart; registering again under the same name updates that miner. "
+        "A new miner without one is named by its id.",
+    )
+    address = WalletAddressField(
+        required=False,
+        allow_null=True,
+        help_text="Wallet paid for the miner's work (0x…, ait1… or aitbc1…). Without one the miner earns to its "
+        "owner's wallet, or nothing when its owner is a service user (API_KEYS).",
+    )
     endpoint = MinerEndpointField(max_length=500, required=False, allow_null=True)
     capabilities = serializers.ListField(
         child=JobTypeField(), min_length=1, max_length=64, help_text="Job types it can run."
@@ -81,7 +103,7 @@ class MinerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Miner
         fields = [
-            "id", "address", "endpoint", "capabilities", "resources", "max_concurrent_jobs", "status",
+            "id", "name", "address", "endpoint", "capabilities", "resources", "max_concurrent_jobs", "status",
             "last_heartbeat", "registered_at",
         ]
         read_only_fields = fields

@@ -5,12 +5,14 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import wallet_user_for
 from miners import queries
+from miners.exceptions import MinerNameTaken
 from miners.models import Miner, MinerStatus
 from miners.selectors import miner_get_for_owner, silent_since
 
@@ -18,16 +20,21 @@ from miners.selectors import miner_get_for_owner, silent_since
 def miner_register(
     *,
     owner: User,
-    address: str,
     capabilities: list[str],
+    address: str | None = None,
+    name: str | None = None,
     endpoint: str | None = None,
     resources: dict[str, Any] | None = None,
     max_concurrent_jobs: int = 1,
     miner_id: UUID | None = None,
+    reported: dict[str, Any] | None = None,
 ) -> tuple[Miner, bool]:
-    """Register a miner, or update the caller's own miner when `miner_id` is given; returns (miner, created)."""
+    """Register a miner, or update the owner's miner that `miner_id` or `name` names; returns (miner, created).
+
+    A new miner without a name is named by its id. `reported` (the original dialect's self-description) is kept
+    when not given."""
     now = timezone.now()
-    fields = {
+    fields: dict[str, Any] = {
         "address": address,
         "endpoint": endpoint,
         "capabilities": capabilities,
@@ -36,13 +43,41 @@ def miner_register(
         "status": MinerStatus.ACTIVE,
         "last_heartbeat": now,
     }
-    if miner_id is None:
-        return Miner.objects.create(owner=owner, **fields), True
-    miner = miner_get_for_owner(miner_id=miner_id, owner=owner)
-    for name, value in fields.items():
-        setattr(miner, name, value)
-    miner.save(update_fields=[*fields, "updated_at"])
-    return miner, False
+    if reported is not None:
+        fields["reported"] = reported
+    if miner_id is not None:
+        miner = miner_get_for_owner(miner_id=miner_id, owner=owner)
+        if name is not None and name != miner.name:
+            if Miner.objects.filter(owner=owner, name=name).exists():
+                raise MinerNameTaken(details={"name": name})
+            fields["name"] = name
+        return _update_miner(miner, fields), False
+    if name is None:
+        miner = Miner(owner=owner, **fields)
+        miner.name = str(miner.pk)
+        miner.save(force_insert=True)
+        return miner, True
+    existing = Miner.objects.filter(owner=owner, name=name).first()
+    if existing is not None:
+        return _update_miner(existing, fields), False
+    try:
+        with transaction.atomic():
+            return Miner.objects.create(owner=owner, name=name, **fields), True
+    except IntegrityError:
+        # The same miner registering twice at once: the other request created it, so this one updates it.
+        return _update_miner(Miner.objects.get(owner=owner, name=name), fields), False
+
+
+def _update_miner(miner: Miner, fields: dict[str, Any]) -> Miner:
+    for field, value in fields.items():
+        setattr(miner, field, value)
+    try:
+        with transaction.atomic():
+            miner.save(update_fields=[*fields, "updated_at"])
+    except IntegrityError:
+        # Renamed to a name another request gave one of the owner's miners meanwhile.
+        raise MinerNameTaken(details={"name": fields.get("name")}) from None
+    return miner
 
 
 def miner_set_draining(*, miner: Miner) -> Miner:
@@ -115,9 +150,12 @@ def purge_inactive_miners(*, inactive_for: timedelta, now: datetime) -> int:
 # --- payouts ----------------------------------------------------------------------------------------------------
 
 
-def payee_of(*, miner_id: UUID) -> UUID:
-    """The user of the wallet a miner is paid to: one read, and the user created the first time it earns."""
-    payee = queries.payee_user_id(miner_id=miner_id)
-    if payee is not None:
-        return payee
-    return wallet_user_for(address=Miner.objects.values_list("address", flat=True).get(pk=miner_id)).pk
+def payee_of(*, miner_id: UUID) -> UUID | None:
+    """The user a miner's earnings go to, in one read: its payout wallet's user (created the first time it earns),
+    else its owner; None for a service user's miner without a payout wallet, which earns nothing."""
+    stored = queries.payee(miner_id=miner_id)
+    if stored.address is None:
+        return None if stored.owner_is_service else stored.owner_id
+    if stored.wallet_user_id is not None:
+        return stored.wallet_user_id
+    return wallet_user_for(address=stored.address).pk

@@ -17,11 +17,12 @@ from receipts.services import Payment
 NOTHING = Decimal("0")
 
 
-def payment_for(job: Job, *, end: str) -> Payment:
-    """What a job ending so pays: its fee and the miner's share on completion of a billed job, else nothing."""
+def payment_for(job: Job, *, end: str, miner_paid: bool = True) -> Payment:
+    """What a job ending so pays: its fee and the miner's share on completion of a billed job, else nothing. A miner
+    that is paid no one (a service user's miner without a payout wallet) leaves the whole price to the platform."""
     if end != JobStatus.COMPLETED or not job.billed:
         return Payment(price=job.price, fee=NOTHING, miner_earnings=NOTHING)
-    fee = ledger.quantize_down(job.price * settings.PLATFORM_FEE_RATE)
+    fee = ledger.quantize_down(job.price * settings.PLATFORM_FEE_RATE) if miner_paid else job.price
     return Payment(price=job.price, fee=fee, miner_earnings=job.price - fee)
 
 
@@ -30,23 +31,24 @@ def settle(*, job: Job, end: str) -> Payment:
     that ended the job; postings are idempotent, so settling an end twice moves the money once."""
     if end not in TERMINAL_STATUSES:
         raise ValueError(f"a {end} job has not ended")
-    payment = payment_for(job, end=end)
     if not job.billed or not job.price:
-        return payment
+        return payment_for(job, end=end)
     if end == JobStatus.COMPLETED:
+        payee_id = payee_of(miner_id=job.miner_id)
+        payment = payment_for(job, end=end, miner_paid=payee_id is not None)
         ledger.capture(
             payer_id=job.client_id,
-            payee_id=payee_of(miner_id=job.miner_id),
+            payee_id=payee_id,
             amount=job.price,
             fee=payment.fee,
             reference=f"job:{job.pk}:capture",
             memo=f"{job.job_type} job {job.pk} completed by miner {job.miner_id}",
         )
-    else:
-        ledger.release(
-            user_id=job.client_id,
-            amount=job.price,
-            reference=f"job:{job.pk}:release",
-            memo=f"{job.job_type} job {job.pk} {end}",
-        )
-    return payment
+        return payment
+    ledger.release(
+        user_id=job.client_id,
+        amount=job.price,
+        reference=f"job:{job.pk}:release",
+        memo=f"{job.job_type} job {job.pk} {end}",
+    )
+    return payment_for(job, end=end)

@@ -31,6 +31,7 @@ def job_submit(
     max_price: Decimal | None = None,
     idempotency_key: str | None = None,
     request_body: Any = None,
+    original_type: str = "",
 ) -> tuple[Job, bool]:
     """Create a job and hold its price, or return the job an identical earlier request with the same
     Idempotency-Key created."""
@@ -48,6 +49,7 @@ def job_submit(
     job = Job(
         client=client,
         job_type=job_type,
+        original_type=original_type,
         parameters=parameters,
         requirements=requirements,
         req_min_gpu_memory_gb=requirements.get("min_gpu_memory_gb"),

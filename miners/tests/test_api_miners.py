@@ -21,7 +21,7 @@ REGISTER = "/v1/miner/register"
 HEARTBEAT = "/v1/miner/heartbeat"
 
 MINER_FIELDS = {
-    "id", "address", "endpoint", "capabilities", "resources", "max_concurrent_jobs", "status", "last_heartbeat",
+    "id", "name", "address", "endpoint", "capabilities", "resources", "max_concurrent_jobs", "status", "last_heartbeat",
     "registered_at",
 }
 HEX = "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
@@ -122,8 +122,9 @@ def test_an_unknown_capability_is_invalid_job_type(miner_api: APIClient) -> None
     [
         ({"capabilities": []}, "capabilities"),
         ({"capabilities": "embedding"}, "capabilities"),
-        ({"address": None}, "address"),
         ({"address": ""}, "address"),
+        ({"name": "has space"}, "name"),
+        ({"name": "x" * 101}, "name"),
         ({"max_concurrent_jobs": 0}, "max_concurrent_jobs"),
         ({"max_concurrent_jobs": 65}, "max_concurrent_jobs"),
         ({"endpoint": "not a url"}, "endpoint"),
@@ -146,7 +147,8 @@ def test_an_unknown_capability_is_invalid_job_type(miner_api: APIClient) -> None
         ({"resources": {"models": ["llama", 3]}}, "resources"),
     ],
     ids=[
-        "no capabilities", "capabilities not a list", "address null", "address empty", "max_concurrent_jobs 0",
+        "no capabilities", "capabilities not a list", "address empty", "name with a space", "name too long",
+        "max_concurrent_jobs 0",
         "max_concurrent_jobs 65", "endpoint not a url", "unknown resource", "negative memory", "models not a list",
         "resources not an object", "unknown field", "endpoint ftp", "endpoint file", "endpoint with a password",
         "endpoint with a user", "endpoint over 500 characters",
@@ -164,10 +166,48 @@ def test_a_registration_body_is_validated(miner_api: APIClient, overrides: dict[
     assert not Miner.objects.exists()
 
 
-def test_a_registration_needs_address_and_capabilities(miner_api: APIClient) -> None:
+def test_a_registration_needs_capabilities(miner_api: APIClient) -> None:
     error = assert_api_error(miner_api.post(REGISTER, {}, format="json"), status=400, code="VALIDATION_ERROR")
 
-    assert {"address", "capabilities"} <= set(error["details"]), error
+    assert set(error["details"]) == {"capabilities"}, error
+
+
+def test_registering_again_under_the_same_name_updates_that_miner(miner_api: APIClient) -> None:
+    first = miner_api.post(REGISTER, {"name": "rig-1", "capabilities": ["embedding"]}, format="json")
+    again = miner_api.post(REGISTER, {"name": "rig-1", "capabilities": ["llm_inference"]}, format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200), again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["capabilities"] == ["llm_inference"]
+    assert Miner.objects.count() == 1
+
+
+def test_the_same_name_under_another_owner_is_another_miner(miner_api: APIClient, other_miner_api: APIClient) -> None:
+    mine = miner_api.post(REGISTER, {"name": "rig-1", "capabilities": ["embedding"]}, format="json").json()
+    theirs = other_miner_api.post(REGISTER, {"name": "rig-1", "capabilities": ["embedding"]}, format="json")
+
+    assert theirs.status_code == 201
+    assert theirs.json()["id"] != mine["id"]
+
+
+def test_a_miner_without_a_name_is_named_by_its_id_and_without_an_address_pays_its_owner(
+    miner_api: APIClient,
+) -> None:
+    miner = miner_api.post(REGISTER, {"capabilities": ["embedding"]}, format="json").json()
+
+    assert miner["name"] == miner["id"]
+    assert miner["address"] is None
+
+
+def test_renaming_to_a_name_the_owner_already_uses_is_a_conflict(miner_api: APIClient) -> None:
+    miner_api.post(REGISTER, {"name": "rig-1", "capabilities": ["embedding"]}, format="json")
+    other = miner_api.post(REGISTER, {"name": "rig-2", "capabilities": ["embedding"]}, format="json").json()
+
+    response = miner_api.post(
+        REGISTER, {"miner_id": other["id"], "name": "rig-1", "capabilities": ["embedding"]}, format="json"
+    )
+
+    assert_api_error(response, status=409, code="MINER_NAME_TAKEN")
 
 
 def test_sending_miner_id_updates_the_callers_earlier_registration(miner_api: APIClient) -> None:
