@@ -20,8 +20,8 @@ class MinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         request=MinerRegisterSerializer,
         responses={
             201: MinerSerializer,
-            200: OpenApiResponse(MinerSerializer, description="An earlier registration (`miner_id`) was updated."),
-            **error_responses(400, 404),
+            200: OpenApiResponse(MinerSerializer, description="An earlier registration (`miner_id` or `name`) was updated."),
+            **error_responses(400, 404, 409),
         },
     )
     @action(detail=False, methods=["post"])
