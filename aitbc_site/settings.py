@@ -76,7 +76,9 @@ SIWE_CHAIN_ID = env_int("SIWE_CHAIN_ID", 1, minimum=1)
 LOGIN_CHALLENGE_SECONDS = 300
 SESSION_TTL_SECONDS = env_positive_int("SESSION_TTL_SECONDS", 86400)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
-CORS_ALLOW_HEADERS = ["content-type", "x-session-token", "x-api-key", "idempotency-key", "x-request-id"]
+CORS_ALLOW_HEADERS = [
+    "content-type", "x-session-token", "x-api-key", "authorization", "idempotency-key", "x-request-id"
+]
 CORS_URLS_REGEX = r"^/v1/.*$"
 
 # Billing. Prices are decimal strings of AITBC per job; operators change them in the admin.
