@@ -111,7 +111,9 @@ class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     def balance(self, request: Request, pk: str) -> Response:
         """A user's balance: for the user themself (session) or an admin API key; anyone else gets 404."""
         if request.auth is None:
-            raise NotAuthenticated("An X-Session-Token (or an admin X-Api-Key) header is required.")
+            raise NotAuthenticated(
+                "An X-Session-Token or an admin X-Api-Key (either may be sent as Authorization: Bearer) is required."
+            )
         is_admin_key = isinstance(request.auth, Principal) and ApiKeyRole.ADMIN in request.auth.roles
         is_self = isinstance(request.auth, UserSession) and str(request.user.pk) == str(pk).lower()
         if not (is_admin_key or is_self):

@@ -51,8 +51,8 @@ class Presented(Enum):
 
 def _bearer_token(authorization: str) -> str | None:
     # RFC 9110: the scheme is case-insensitive. Other schemes (Basic …) are not credentials of this API.
-    scheme, _, token = authorization.strip().partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
+    parts = authorization.split(None, 1)
+    return parts[1].strip() if len(parts) == 2 and parts[0].lower() == "bearer" else None
 
 
 def presented_credential(request: Request) -> tuple[str, Presented] | None:
@@ -132,7 +132,7 @@ class HasSession(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not isinstance(request.auth, UserSession):
-            raise exceptions.NotAuthenticated("An X-Session-Token header is required.")
+            raise exceptions.NotAuthenticated("A session token is required (X-Session-Token or Authorization: Bearer).")
         return True
 
 
@@ -142,7 +142,7 @@ class _HasRole(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not isinstance(request.auth, Principal):
-            raise exceptions.NotAuthenticated("An X-Api-Key header is required.")
+            raise exceptions.NotAuthenticated("An API key is required (X-Api-Key or Authorization: Bearer).")
         return self.role in request.auth.roles
 
 
