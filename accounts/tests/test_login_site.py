@@ -4,8 +4,10 @@ proxy's forwarded ones), SITE_DOMAIN / SITE_URI fix it, and a login must reach t
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
@@ -13,7 +15,8 @@ from accounts.models import UserSession
 from accounts.siwe import Site, site_in
 from accounts.tests.test_api_users import ALICE, CHALLENGE, LOGIN
 from aitbc_site.settings import BASE_DIR
-from aitbc_site.testing import assert_api_error
+from aitbc_site.testing import assert_api_error, live_server
+from conftest import live_env
 
 HOST = "coordinator.example:8443"
 FORWARDED = {"HTTP_X_FORWARDED_HOST": "public.example", "HTTP_X_FORWARDED_PROTO": "https"}
@@ -102,7 +105,7 @@ def test_an_unknown_host_is_still_invalid_host(db: None) -> None:
     ("domain", "uri", "expected"),
     [
         ("coordinator.example", None, Site(domain="coordinator.example", uri="https://coordinator.example")),
-        (None, "http://coordinator.example:8080", Site(domain="coordinator.example:8080", uri="http://coordinator.example:8080")),
+        (None, "http://c.example:8080", Site(domain="c.example:8080", uri="http://c.example:8080")),
         ("a.example", "https://a.example/app", Site(domain="a.example", uri="https://a.example/app")),
     ],
     ids=["SITE_DOMAIN", "SITE_URI", "both"],
@@ -187,3 +190,34 @@ def test_a_wrong_site_or_proxy_setting_stops_the_start(env: dict[str, str], name
 
     assert completed.returncode != 0
     assert "ImproperlyConfigured" in completed.stderr and named in completed.stderr
+
+
+@pytest.mark.live
+def test_behind_a_declared_proxy_a_live_server_names_the_public_site_and_holds_logins_to_it(
+    live_database_url: str, tmp_path: Path
+) -> None:
+    env = live_env(
+        live_database_url, BEHIND_TLS_PROXY="true", TRUST_X_FORWARDED_HOST="true",
+        ALLOWED_HOSTS="127.0.0.1,public.example",
+    )
+    proxied = {"X-Forwarded-Host": "public.example", "X-Forwarded-Proto": "https"}
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=1) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+
+            def live_challenge(headers: dict[str, str]) -> dict[str, Any]:
+                answer = http.post(CHALLENGE, json={"address": ALICE.canonical}, headers=headers)
+                assert answer.status_code == 201, answer.text
+                return answer.json()
+
+            def live_login(body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+                signed = {"address": ALICE.canonical, "nonce": body["nonce"], "signature": ALICE.sign(body["message"])}
+                return http.post(LOGIN, json=signed, headers=headers)
+
+            direct = live_challenge({})
+            origin = f"127.0.0.1:{server.port}"
+            assert site_in(direct["message"]) == Site(domain=origin, uri=f"http://{origin}")
+            public = live_challenge(proxied)
+            assert site_in(public["message"]) == Site(domain="public.example", uri="https://public.example")
+            refused = live_login(public, {})
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "CHALLENGE_FOR_ANOTHER_SITE"
+            assert live_login(live_challenge(proxied), proxied).status_code == 200
