@@ -183,11 +183,15 @@ def test_credit_of_a_bad_amount_is_an_error_and_posts_nothing(
     assert not Posting.objects.exists()
 
 
-def test_credit_needs_a_reason(development: None, operator: User) -> None:
+def test_credit_needs_a_reason_and_an_operator_that_fit_the_posting(development: None, operator: User) -> None:
     with pytest.raises(CommandError, match="--reason"):
         credit("operator", "1")
     with pytest.raises(CommandError, match="--reason must say why"):
         credit("operator", "1", "--reason", "  ")
+    with pytest.raises(CommandError, match="at most 500 characters"):
+        credit("operator", "1", "--reason", "x" * 501)
+    with pytest.raises(CommandError, match="--operator is recorded in at most"):
+        credit("operator", "1", "--reason", "dev", "--operator", "x" * 200)
 
     assert not Posting.objects.exists()
 

@@ -10,11 +10,16 @@ from django.db import transaction
 
 from accounts import ledger
 from accounts.addresses import canonical_address
-from accounts.models import User
+from accounts.models import Posting, User
 from accounts.selectors import user_balance
 from accounts.services import wallet_user_for
 from aitbc_site import amounts
 from aitbc_site.exceptions import ApplicationError, InvalidAddress
+
+# What the posting's columns hold (PostgreSQL refuses more; SQLite would keep it): checked here to say so clearly.
+MEMO_LENGTH = Posting._meta.get_field("memo").max_length
+ACTOR_LENGTH = Posting._meta.get_field("actor").max_length
+ACTOR_PREFIX = "operator:"  # how ledger.adjust records the operator
 
 
 def _amount(text: str) -> Decimal:
@@ -90,9 +95,13 @@ class Command(BaseCommand):
         value = _amount(amount)
         if not reason.strip():
             raise CommandError("--reason must say why: it is recorded with the posting.")
+        if len(reason) > MEMO_LENGTH:
+            raise CommandError(f"--reason is recorded in at most {MEMO_LENGTH} characters; this one has {len(reason)}.")
         who = _operator(operator)
         if not who.strip():
             raise CommandError("--operator must name someone: it is recorded with the posting.")
+        if len(f"{ACTOR_PREFIX}{who}") > ACTOR_LENGTH:
+            raise CommandError(f"--operator is recorded in at most {ACTOR_LENGTH - len(ACTOR_PREFIX)} characters.")
         reference = f"adjustment:credit:{uuid.uuid4()}"
         # One transaction: a wallet user created for a credit the ledger then refuses is not left behind.
         with transaction.atomic():
