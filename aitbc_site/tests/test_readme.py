@@ -3,7 +3,6 @@ takes a funded wallet user's job to completed and paid with a valid receipt; eve
 a real command and real options, and the harmless ones run."""
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -129,7 +128,7 @@ def test_each_make_manage_line_names_a_command_and_options_it_has(words: list[st
 def test_the_harmless_make_manage_lines_run(tmp_path: Path) -> None:
     harmless = sorted({" ".join(words) for words in manage_lines() if words[0] in HARMLESS})
     assert harmless, f"README shows none of {sorted(HARMLESS)} through make manage"
-    env = {**development_env(tmp_path, f"sqlite:///{tmp_path / 'readme.db'}"), "PATH": os.environ["PATH"]}
+    env = development_env(tmp_path, f"sqlite:///{tmp_path / 'readme.db'}")
     for line in harmless:
         completed = subprocess.run(
             [executable("make"), "-s", "manage", f"ARGS={line}"], env=env, cwd=BASE_DIR, capture_output=True, text=True,
