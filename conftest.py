@@ -179,6 +179,7 @@ def live_env(database_url: str, **overrides: str) -> dict[str, str]:
         "RATE_LIMIT_MINER": "1000000/m",
         "RATE_LIMIT_USER": "1000000/m",
         "RATE_LIMIT_LOGIN": "1000000/m",
+        "RATE_LIMIT_EXPLORER": "1000000/m",
         **overrides,
     }
 

@@ -36,6 +36,7 @@ _DESCRIPTIONS = {
     404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
     405: "METHOD_NOT_ALLOWED.",
     409: "Conflicts with the current state (INVALID_JOB_STATE, LEASE_EXPIRED, IDEMPOTENCY_KEY_REUSED …).",
+    425: "JOB_NOT_FINISHED: the job is still queued or running; its result does not exist yet.",
     429: "RATE_LIMITED: over the rate limit; retry after the seconds in the Retry-After header.",
     413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
     414: "URI_TOO_LONG: the request line (method, path and query string) is limited to 4094 bytes.",

@@ -30,6 +30,7 @@ _SETTING_OF_GROUP = {
     "miner": "RATE_LIMIT_MINER",
     "user": "RATE_LIMIT_USER",
     "login": "RATE_LIMIT_LOGIN",
+    "explorer": "RATE_LIMIT_EXPLORER",
 }
 
 

@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "receipts",
     "jobs",
     "exchange",
+    "original",
     "aitbc_site",
 ]
 
@@ -258,6 +259,9 @@ SPECTACULAR_SETTINGS = {
         "ApiKeyRoleEnum": "accounts.models.ApiKeyRole.choices",
         "IssuableApiKeyRoleEnum": ["client", "miner"],
         "JobTypeEnum": JOB_TYPES,
+        "OkEnum": ["ok"],
+        "OriginalMinerStateEnum": ["ONLINE", "BUSY", "DRAINING", "OFFLINE"],
+        "OriginalJobStateEnum": ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED", "EXPIRED"],
     },
 }
 
@@ -294,6 +298,7 @@ RATE_LIMIT_CLIENT = env_parsed("RATE_LIMIT_CLIENT", "100/m", parse_rate, "a rate
 RATE_LIMIT_MINER = env_parsed("RATE_LIMIT_MINER", "1000/m", parse_rate, "a rate like 1000/m")
 RATE_LIMIT_USER = env_parsed("RATE_LIMIT_USER", "60/m", parse_rate, "a rate like 60/m")
 RATE_LIMIT_LOGIN = env_parsed("RATE_LIMIT_LOGIN", "20/m", parse_rate, "a rate like 20/m")
+RATE_LIMIT_EXPLORER = env_parsed("RATE_LIMIT_EXPLORER", "60/m", parse_rate, "a rate like 60/m")
 # Where the caller's IP is read for per-IP limits. Behind nginx, HTTP_X_REAL_IP (deploy/nginx sets it).
 CLIENT_IP_META_KEY = env_str("CLIENT_IP_META_KEY", "REMOTE_ADDR")
 

@@ -9,6 +9,7 @@ from aitbc_site.metrics import metrics_view
 from exchange.views import ExchangeViewSet
 from jobs.views import ClientJobViewSet, JobTypeViewSet, MinerJobViewSet
 from miners.views import MinerViewSet
+from original.views import ExplorerViewSet, OriginalJobViewSet, OriginalMinerViewSet
 from receipts.views import ReceiptViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -19,6 +20,10 @@ router.register("receipts", ReceiptViewSet, basename="receipts")
 router.register("users", UserViewSet, basename="users")
 router.register("job-types", JobTypeViewSet, basename="job-types")
 router.register("exchange", ExchangeViewSet, basename="exchange")
+# The original AITBC dialect (README: "The original AITBC dialect").
+router.register("jobs", OriginalJobViewSet, basename="original-jobs")
+router.register("miners", OriginalMinerViewSet, basename="original-miners")
+router.register("explorer", ExplorerViewSet, basename="explorer")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

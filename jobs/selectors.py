@@ -10,7 +10,8 @@ from django.utils import timezone
 from accounts.models import User
 from jobs import queries
 from jobs.exceptions import JobNotFound
-from jobs.models import Job, JobEvent, JobStatus, JobTypePrice
+from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
+from miners.models import Miner
 
 
 def effective_status(job: Job) -> str:
@@ -92,3 +93,24 @@ def job_type_price(*, job_type: str) -> Decimal:
     if stored is not None:
         return stored
     return next(price.price for price in job_type_prices() if price.job_type == job_type)
+
+
+def attempt_miner_of_owner(*, job_id: UUID | str, owner: User) -> UUID | None:
+    """The miner of the job's latest hand-out to one of the owner's miners: who posts a result for a caller that
+    names only the job (the original dialect). None when none of them ever held it, or the id is malformed."""
+    try:
+        return (
+            JobAttempt.objects.filter(job_id=job_id, miner__owner=owner)
+            .order_by("-number")
+            .values_list("miner_id", flat=True)
+            .first()
+        )
+    except (ValueError, ValidationError):
+        return None
+
+
+def miner_names(*, miner_ids: set[UUID]) -> dict[UUID, str]:
+    """The names of these miners, in one read (the original dialect names the assigned miner by its name)."""
+    if not miner_ids:
+        return {}
+    return dict(Miner.objects.filter(pk__in=miner_ids).values_list("pk", "name"))

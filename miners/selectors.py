@@ -58,3 +58,24 @@ def another_capable_miner_exists(*, miner: Miner, job_type: str, now: datetime) 
         reads_inactive(now=now)
     ).exclude(pk=miner.pk)
     return any(job_type in other.capabilities for other in others.only("capabilities"))
+
+
+def miner_latest_of_owner(*, owner: User) -> Miner:
+    """The owner's miner that registered or showed a sign of life last: the one a caller that names no miner (the
+    original dialect's poll) speaks for. Refused while an operator has it disabled."""
+    miner = Miner.objects.filter(owner=owner).order_by("-last_heartbeat", "-registered_at").first()
+    if miner is None:
+        raise MinerNotFound("This API key's owner has no miner: register one first (POST /v1/miners/register).")
+    if miner.disabled_at is not None:
+        raise MinerDisabled()
+    return miner
+
+
+def miner_get_by_name(*, name: str, owner: User) -> Miner:
+    """The owner's miner of that name, for heartbeats: refused while an operator has it disabled."""
+    miner = Miner.objects.filter(owner=owner, name=name).first()
+    if miner is None:
+        raise MinerNotFound(f"No miner named {name[:100]!r} is registered under this API key's owner.")
+    if miner.disabled_at is not None:
+        raise MinerDisabled()
+    return miner

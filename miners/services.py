@@ -118,14 +118,20 @@ def miner_touch(*, miner: Miner, now: datetime) -> None:
     miner.last_heartbeat, miner.status = now, new_status
 
 
-def miner_record_heartbeat(*, miner: Miner, status: str | None, now: datetime) -> Miner:
-    """Store a heartbeat: the status it reports (an inactive miner that reports none is active again)."""
+def miner_record_heartbeat(
+    *, miner: Miner, status: str | None, now: datetime, reported: dict[str, Any] | None = None
+) -> Miner:
+    """Store a heartbeat: the status it reports (an inactive miner that reports none is active again), and what
+    the miner `reported` of itself merged into what it reported before."""
     if status is not None:
         miner.status = status
     elif miner.status == MinerStatus.INACTIVE:
         miner.status = MinerStatus.ACTIVE
     miner.last_heartbeat = now
-    Miner.objects.filter(pk=miner.pk).update(last_heartbeat=now, status=miner.status, updated_at=now)
+    values: dict[str, Any] = {"last_heartbeat": now, "status": miner.status, "updated_at": now}
+    if reported is not None:
+        miner.reported = values["reported"] = {**miner.reported, **reported}
+    Miner.objects.filter(pk=miner.pk).update(**values)
     return miner
 
 

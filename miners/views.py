@@ -20,7 +20,9 @@ class MinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         request=MinerRegisterSerializer,
         responses={
             201: MinerSerializer,
-            200: OpenApiResponse(MinerSerializer, description="An earlier registration (`miner_id` or `name`) was updated."),
+            200: OpenApiResponse(
+                MinerSerializer, description="An earlier registration (`miner_id` or `name`) was updated."
+            ),
             **error_responses(400, 404, 409),
         },
     )

@@ -25,7 +25,12 @@ class Receipt(models.Model):
             models.UniqueConstraint(fields=["job", "attempt"], name="receipt_one_per_attempt"),
             models.UniqueConstraint(fields=["miner", "sequence"], name="receipt_chain_position_unique"),
         ]
-        indexes = [models.Index(fields=["job", "created_at"], name="receipt_job_timeline")]
+        indexes = [
+            models.Index(fields=["job", "created_at"], name="receipt_job_timeline"),
+            # The public explorer's feeds, newest first: every receipt, and one miner's chain.
+            models.Index(fields=["created_at"], name="receipt_timeline"),
+            models.Index(fields=["miner", "created_at"], name="receipt_miner_timeline"),
+        ]
 
     def __str__(self) -> str:
         return f"receipt {self.id} for job {self.job_id} attempt {self.attempt}"

@@ -24,3 +24,13 @@ def receipts_for_job(*, job_id: UUID) -> QuerySet[Receipt]:
 
 def receipt_for_attempt(*, job_id: UUID, attempt: int) -> Receipt | None:
     return Receipt.objects.filter(job_id=job_id, attempt=attempt).first()
+
+
+def receipts_in_chains(*, miner_id: UUID | None = None, job_id: UUID | None = None) -> QuerySet[Receipt]:
+    """Receipts for the public explorer, by miner (its chain) or job; only the columns the feed shows are read."""
+    receipts = Receipt.objects.only("id", "miner_id", "job_id", "sequence", "document", "document_hash", "created_at")
+    if miner_id is not None:
+        receipts = receipts.filter(miner_id=miner_id)
+    if job_id is not None:
+        receipts = receipts.filter(job_id=job_id)
+    return receipts

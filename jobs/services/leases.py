@@ -46,11 +46,16 @@ class HeartbeatResult:
 
 
 def miner_heartbeat(
-    *, miner: Miner, status: str | None = None, jobs: list[dict[str, Any]] | None = None
+    *,
+    miner: Miner,
+    status: str | None = None,
+    jobs: list[dict[str, Any]] | None = None,
+    reported: dict[str, Any] | None = None,
 ) -> HeartbeatResult:
-    """Record a sign of life; renew the miner's leases (all, or exactly those listed) and release the unlisted."""
+    """Record a sign of life (with what the miner `reported` of itself, when given); renew the miner's leases (all,
+    or exactly those listed) and release the unlisted."""
     now = timezone.now()
-    miner_record_heartbeat(miner=miner, status=status, now=now)
+    miner_record_heartbeat(miner=miner, status=status, now=now, reported=reported)
     held = list(
         Job.objects.filter(miner=miner, status=JobStatus.RUNNING).only("id", "started_at", "max_runtime_seconds")
     )
