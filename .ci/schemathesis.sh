@@ -56,6 +56,7 @@ export MAINTENANCE_INTERVAL_SECONDS=0
 export DEBUG=false
 # Rate limits far above what the fuzzer sends: every request should reach the code under test, not a 429.
 export RATE_LIMIT_CLIENT=1000000/s RATE_LIMIT_MINER=1000000/s RATE_LIMIT_USER=1000000/s RATE_LIMIT_LOGIN=1000000/s
+export RATE_LIMIT_EXPLORER=1000000/s
 # The exchange configured, so the fuzzer reaches its code rather than the 503 of a disabled exchange: BIP 84's
 # published testnet account key (no one's funds), payments checked by hand (no block explorer to contact).
 export BITCOIN_XPUB="vpub5Y6cjg78GGuNLsaPhmYsiw4gYX3HoQiRBiSwDaBXKUafCt9bNwWQiitDk5VZ5BVxYnQdwoTyXSs2JHRPAgjAvtbBrf8ZhDYe2jWAqvZVnsc"
