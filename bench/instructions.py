@@ -5,7 +5,8 @@ Each batch submits 4 jobs, takes them with one poll (`limit=4`), posts their res
 request through the whole middleware and DRF stack but without gunicorn, sockets or other threads. Warm-up batches
 first (imports, caches, the first receipt key); then, under callgrind, instrumentation is switched on only for the
 measured batches. Runs on a fresh SQLite database in a temporary directory. With `--billed` the client is a funded
-wallet user, so every job's price is held and paid out through the ledger.
+wallet user, so every job's price is held and paid out through the ledger. With `--dialect original` the same cycle
+speaks the original AITBC routes (/v1/jobs, /v1/miners/…), whose poll hands out one job at a time: 4 polls a batch.
 """
 
 import argparse
@@ -106,6 +107,24 @@ def run_batch(call: Caller, client_key: str, miner_id: str) -> None:
         assert status == 200 and job["status"] == "completed", job
 
 
+def run_original_batch(call: Caller, client_key: str) -> None:
+    job_ids = []
+    for number in range(BATCH):
+        body = {"payload": {"type": "inference", "prompt": f"benchmark job {number}", "max_tokens": 16}}
+        status, job = call("POST", "/v1/jobs", client_key, body)
+        assert status == 201, job
+        job_ids.append(job["job_id"])
+    for _ in range(BATCH):
+        status, assignment = call("POST", "/v1/miners/poll", API_KEY, {"max_wait_seconds": 5})
+        assert status == 200, assignment
+        result = {"result": {"output": "ok"}, "metrics": {"compute_time": 0.1}}
+        status, answer = call("POST", f"/v1/miners/{assignment['job_id']}/result", API_KEY, result)
+        assert status == 200, answer
+    for job_id in job_ids:
+        status, job = call("GET", f"/v1/jobs/{job_id}", client_key)
+        assert status == 200 and job["state"] == "COMPLETED", job
+
+
 def callgrind_instrumentation(on: bool) -> None:
     """Switch callgrind's counting for this process (a no-op when not run under callgrind)."""
     if os.environ.get("BENCH_UNDER_CALLGRIND"):
@@ -117,6 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=40, help="jobs measured (a multiple of 4)")
     parser.add_argument("--billed", action="store_true", help="the client is a funded wallet user")
+    parser.add_argument("--dialect", choices=["ours", "original"], default="ours", help="which routes to speak")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aitbc-instructions.") as work:
@@ -132,14 +152,20 @@ def main() -> None:
         call = Caller(application)
         client_key = funded_wallet_key() if options.billed else API_KEY
         registration = {"address": "ait1" + "cd" * 20, "capabilities": ["llm_inference"], "max_concurrent_jobs": BATCH}
-        status, miner = call("POST", "/v1/miner/register", API_KEY, registration)
+        status, miner = call("POST", "/v1/miner/register", API_KEY, {**registration, "name": "bench"})
         assert status == 201, miner
 
+        def batch() -> None:
+            if options.dialect == "original":
+                run_original_batch(call, client_key)
+            else:
+                run_batch(call, client_key, miner["id"])
+
         for _ in range(WARM_UP_BATCHES):
-            run_batch(call, client_key, miner["id"])
+            batch()
         callgrind_instrumentation(on=True)
         for _ in range(options.jobs // BATCH):
-            run_batch(call, client_key, miner["id"])
+            batch()
         callgrind_instrumentation(on=False)
 
 

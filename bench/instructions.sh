@@ -2,7 +2,7 @@
 # Instructions per job, counted by callgrind on in-process job cycles (bench/instructions.py): a figure that does not
 # drift with the host's speed or load, so two commits can be compared on any machine, even a busy one.
 #
-#   bench/instructions.sh [--billed] [--jobs 40]
+#   bench/instructions.sh [--billed] [--dialect original] [--jobs 40]
 #
 # A job here is its submission, a quarter of a 4-job poll, its result and reading it back. Needs valgrind.
 set -euo pipefail

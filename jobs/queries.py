@@ -21,7 +21,7 @@ from miners.models import Miner
 # document reads must be named here, or every job handed out costs a query of its own (a query budget test fails).
 ASSIGNMENT_FIELDS = (
     "id", "job_type", "parameters", "requirements", "priority", "attempts", "handouts", "max_runtime_seconds",
-    "expires_at",
+    "expires_at", "original_type",
 )
 # A LIMIT that both SQLite and PostgreSQL take for "no limit".
 ALL_ROWS = 2**63 - 1

@@ -14,7 +14,7 @@ from aitbc_site.timestamps import iso_utc
 from jobs.models import Job
 from jobs.selectors import effective_status
 from miners.serializers import MinerNameField
-from original.translation import STATE_OF_STATUS, constraints_of, original_type_name
+from original.translation import MINER_STATUS_OF_STATE, STATE_OF_STATUS, constraints_of, original_type_name
 from receipts.models import Receipt
 from receipts.serializers import validate_canonicalizable
 
@@ -59,11 +59,15 @@ class JobDocumentSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True, help_text="`CODE: message` of a failed job.")
 
 
+def state_of(job: Job) -> str:
+    return STATE_OF_STATUS[effective_status(job)]
+
+
 def job_document(job: Job, *, miner_name: str | None) -> dict[str, Any]:
     error = job.error
     return {
         "job_id": str(job.pk),
-        "state": STATE_OF_STATUS[effective_status(job)],
+        "state": state_of(job),
         "payload": {
             "type": original_type_name(job_type=job.job_type, original_type=job.original_type),
             **job.parameters,
@@ -144,7 +148,7 @@ class MinerRegisteredSerializer(serializers.Serializer):
 
 class OriginalHeartbeatSerializer(StrictSerializer):
     status = serializers.ChoiceField(
-        choices=["ONLINE", "BUSY", "DRAINING", "OFFLINE"],
+        choices=list(MINER_STATUS_OF_STATE),
         default="ONLINE",
         help_text="DRAINING and OFFLINE take no new jobs; ONLINE and BUSY do.",
     )

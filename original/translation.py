@@ -7,6 +7,7 @@ from django.conf import settings
 
 from aitbc_site.exceptions import InvalidJobType
 from jobs.models import JobStatus
+from miners.models import MinerStatus
 
 # `payload.type` of a job and `compute.supported_tasks` of a miner, as the original tools and their users spell
 # them, to our job types. Our own type names are accepted as they are.
@@ -40,6 +41,14 @@ STATE_OF_STATUS = {
     JobStatus.FAILED: "FAILED",
     JobStatus.CANCELLED: "CANCELED",
     JobStatus.EXPIRED: "EXPIRED",
+}
+
+# A heartbeat's `status`: the first two take work, the others do not.
+MINER_STATUS_OF_STATE = {
+    "ONLINE": MinerStatus.ACTIVE,
+    "BUSY": MinerStatus.ACTIVE,
+    "DRAINING": MinerStatus.DRAINING,
+    "OFFLINE": MinerStatus.DRAINING,
 }
 
 # A miner that names no supported tasks runs inference, as in the original coordinator.

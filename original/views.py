@@ -26,13 +26,12 @@ from jobs.services.leases import miner_heartbeat
 from jobs.services.results import job_submit_result
 from jobs.services.submission import job_submit
 from jobs.views import IDEMPOTENCY_KEY_HEADER, heartbeat_interval
-from miners.models import MinerStatus
 from miners.selectors import miner_get_by_name, miner_latest_of_owner
 from miners.services import miner_register
 from original import serializers as original
 from original.exceptions import JobNotFinished
 from original.pagination import ItemsCursorPage
-from original.translation import job_type_of, offered_job_types, requirements_of
+from original.translation import MINER_STATUS_OF_STATE, job_type_of, offered_job_types, requirements_of
 from receipts.exceptions import ReceiptNotFound
 from receipts.models import Receipt
 from receipts.selectors import receipts_for_job, receipts_in_chains
@@ -43,13 +42,6 @@ JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, descri
 MINER_NAME = OpenApiParameter(
     "miner_id", str, OpenApiParameter.QUERY, required=True, description="The miner's name, chosen by its owner."
 )
-# The original miner states: the first two take work, the others do not.
-MINER_STATUS_OF_STATE = {
-    "ONLINE": MinerStatus.ACTIVE,
-    "BUSY": MinerStatus.ACTIVE,
-    "DRAINING": MinerStatus.DRAINING,
-    "OFFLINE": MinerStatus.DRAINING,
-}
 
 
 def _documents(jobs: list[Job]) -> list[dict[str, Any]]:
@@ -143,7 +135,7 @@ class OriginalJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         """The finished job's result with its latest receipt (none for a job that never ran)."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
         if selectors.effective_status(job) not in TERMINAL_STATUSES:
-            raise JobNotFinished(details={"state": original.job_document(job, miner_name=None)["state"]})
+            raise JobNotFinished(details={"state": original.state_of(job)})
         latest = receipts_for_job(job_id=job.pk).last()
         return Response({"result": job.result, "receipt": None if latest is None else receipt_document(latest)})
 
@@ -318,7 +310,7 @@ class OriginalMinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 def _result_answer(job: Job, receipt: Receipt) -> dict[str, Any]:
     return {
         "job_id": str(job.pk),
-        "state": original.job_document(job, miner_name=None)["state"],
+        "state": original.state_of(job),
         "receipt": receipt_document(receipt),
     }
 

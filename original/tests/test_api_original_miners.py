@@ -1,6 +1,7 @@
 """The original dialect's miner routes: /v1/miners/…, over the same miners, hand-out, leases and receipts."""
 
 import uuid
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -304,3 +305,14 @@ def test_native_and_original_miners_of_one_owner_share_names(miner_api: APIClien
     original = registered(miner_api, "rig-1")
 
     assert original["id"] == native["id"]
+
+
+def test_the_miner_routes_share_the_miner_rate_limit(miner_api: APIClient, settings: Any) -> None:
+    settings.RATE_LIMIT_MINER = "2/m"
+    registered(miner_api)
+    heartbeat(miner_api)
+
+    limited = poll(miner_api)
+
+    assert_api_error(limited, status=429, code="RATE_LIMITED")
+    assert "Retry-After" in limited.headers
