@@ -32,7 +32,7 @@ MINER_KEY = "reference-tools-miner-key"
 MINER_NAME = "reference-miner"
 # Short enough that the test waits only seconds for the lapse, long enough for `mine`, which holds each job for
 # about 2 s (its simulated work) before posting the result.
-LEASE_SECONDS = 4
+LEASE_SECONDS = 5
 TOOL_TIMEOUT = 60
 ERROR_MARK = "❌"
 
