@@ -21,6 +21,14 @@ class InvalidSignature(ApplicationError):
     default_message = "The signature was not made by this address's key over the challenge message."
 
 
+class ChallengeForAnotherSite(ApplicationError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "CHALLENGE_FOR_ANOTHER_SITE"
+    default_message = (
+        "The challenge names another domain or URI than the one this login reached. Ask for a challenge here."
+    )
+
+
 class UserNotFound(NotFound):
     code = "USER_NOT_FOUND"
     default_message = "No such user is visible to the caller."

@@ -6,8 +6,8 @@ App dependencies point one way: accounts ← miners ← receipts ← jobs, and a
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -20,9 +20,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature
 
-from accounts import queries
-from accounts.addresses import eip55_address
-from accounts.exceptions import InvalidNonce, InvalidSignature
+from accounts import queries, siwe
+from accounts.exceptions import ChallengeForAnotherSite, InvalidNonce, InvalidSignature
 from accounts.models import ApiKey, ApiKeyRole, LoginChallenge, User, UserSession
 
 KEY_PREFIX = "aitbc"
@@ -156,35 +155,16 @@ def wallet_user_for(*, address: str) -> User:
         return User.objects.get(wallet_address=address)
 
 
-def _siwe_message(*, address: str, nonce: str, issued_at: datetime, expires_at: datetime) -> str:
-    """The EIP-4361 message the wallet signs, field for field in the order the standard gives."""
-    iso = "%Y-%m-%dT%H:%M:%SZ"
-    return (
-        f"{settings.SITE_DOMAIN} wants you to sign in with your Ethereum account:\n"
-        f"{eip55_address(address)}\n"
-        "\n"
-        "Sign in to the AITBC Coordinator.\n"
-        "\n"
-        f"URI: {settings.SITE_URI}\n"
-        "Version: 1\n"
-        f"Chain ID: {settings.SIWE_CHAIN_ID}\n"
-        f"Nonce: {nonce}\n"
-        f"Issued At: {issued_at.strftime(iso)}\n"
-        f"Expiration Time: {expires_at.strftime(iso)}"
-    )
-
-
-def login_challenge_create(*, address: str) -> LoginChallenge:
-    """Issue a one-time message for the wallet to sign."""
+def login_challenge_create(*, address: str, site: siwe.Site) -> LoginChallenge:
+    """Issue a one-time message for the wallet to sign in to `site`."""
     now = timezone.now().replace(microsecond=0)
     expires_at = now + timedelta(seconds=settings.LOGIN_CHALLENGE_SECONDS)
     nonce = secrets.token_hex(16)
+    text = siwe.message(
+        site=site, address=address, nonce=nonce, chain_id=settings.SIWE_CHAIN_ID, issued_at=now, expires_at=expires_at
+    )
     return LoginChallenge.objects.create(
-        address=address,
-        nonce=nonce,
-        message=_siwe_message(address=address, nonce=nonce, issued_at=now, expires_at=expires_at),
-        created_at=now,
-        expires_at=expires_at,
+        address=address, nonce=nonce, message=text, created_at=now, expires_at=expires_at
     )
 
 
@@ -207,8 +187,9 @@ class Login:
     created: bool
 
 
-def wallet_login(*, address: str, nonce: str, signature: bytes) -> Login:
-    """Exchange a signed challenge for a session. The nonce is spent by this attempt whatever its outcome."""
+def wallet_login(*, address: str, nonce: str, signature: bytes, site: siwe.Site) -> Login:
+    """Exchange a signed challenge for a session at `site`, the one the challenge names. The nonce is spent by this
+    attempt whatever its outcome."""
     now = timezone.now()
     # Spend the nonce first, in its own statement: of two attempts with one nonce only one can get past this line.
     if not LoginChallenge.objects.filter(nonce=nonce, used_at__isnull=True).update(used_at=now):
@@ -216,6 +197,16 @@ def wallet_login(*, address: str, nonce: str, signature: bytes) -> Login:
     challenge = LoginChallenge.objects.get(nonce=nonce)
     if challenge.address != address or challenge.expires_at <= now:
         raise InvalidNonce()
+    # EIP-4361: the relying party checks the message is for itself. A challenge asked at one name of the server and
+    # signed for it is no login at another (nor one relayed from a page elsewhere).
+    signed_for = siwe.site_in(challenge.message)
+    if signed_for != site:
+        raise ChallengeForAnotherSite(
+            details={
+                "challenge": asdict(signed_for) if signed_for else None,
+                "here": asdict(site),
+            }
+        )
     if _signer_of(challenge.message, signature) != address:
         raise InvalidSignature()
     with transaction.atomic():

@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import selectors, services
+from accounts import selectors, services, siwe
 from accounts.exceptions import UserNotFound
 from accounts.models import ApiKeyRole, UserSession
 from accounts.serializers import (
@@ -52,7 +52,9 @@ class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         """Get a Sign-In with Ethereum (EIP-4361) message for the wallet to sign; valid 5 minutes, once."""
         payload = AddressSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        challenge = services.login_challenge_create(address=payload.validated_data["address"])
+        challenge = services.login_challenge_create(
+            address=payload.validated_data["address"], site=siwe.site_of(request)
+        )
         return Response(ChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -60,7 +62,10 @@ class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         responses={
             200: LoginResponseSerializer,
             **error_responses(400),
-            401: OpenApiResponse(error_responses(401)[401].response, description="INVALID_NONCE or INVALID_SIGNATURE."),
+            401: OpenApiResponse(
+                error_responses(401)[401].response,
+                description="INVALID_NONCE, INVALID_SIGNATURE or CHALLENGE_FOR_ANOTHER_SITE.",
+            ),
         },
     )
     @action(
@@ -74,7 +79,7 @@ class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         """Exchange the wallet's signature of the challenge for a session token; the first login registers."""
         payload = LoginSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        login = services.wallet_login(**payload.validated_data)
+        login = services.wallet_login(**payload.validated_data, site=siwe.site_of(request))
         body = {
             "token": login.token,
             "expires_at": login.session.expires_at,
@@ -106,7 +111,9 @@ class UserViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     def balance(self, request: Request, pk: str) -> Response:
         """A user's balance: for the user themself (session) or an admin API key; anyone else gets 404."""
         if request.auth is None:
-            raise NotAuthenticated("An X-Session-Token (or an admin X-Api-Key) header is required.")
+            raise NotAuthenticated(
+                "An X-Session-Token or an admin X-Api-Key (either may be sent as Authorization: Bearer) is required."
+            )
         is_admin_key = isinstance(request.auth, Principal) and ApiKeyRole.ADMIN in request.auth.roles
         is_self = isinstance(request.auth, UserSession) and str(request.user.pk) == str(pk).lower()
         if not (is_admin_key or is_self):

@@ -1,4 +1,5 @@
-"""OpenAPI glue for drf-spectacular: the error envelope, both auth headers, and the errors every operation can give."""
+"""OpenAPI glue for drf-spectacular: the error envelope, both auth headers (and Bearer), and the errors every
+operation can give."""
 
 from typing import Any
 
@@ -29,7 +30,10 @@ ErrorSerializer = inline_serializer(
 )
 
 _DESCRIPTIONS = {
-    400: "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, MALFORMED_REQUEST, INVALID_JOB_TYPE, INVALID_ADDRESS …).",
+    400: (
+        "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, MALFORMED_REQUEST, INVALID_JOB_TYPE, INVALID_ADDRESS, "
+        "AMBIGUOUS_CREDENTIALS …)."
+    ),
     401: "AUTHENTICATION_REQUIRED (no credential), INVALID_API_KEY or INVALID_SESSION.",
     402: "INSUFFICIENT_FUNDS: the available balance does not cover the job's price.",
     403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
@@ -95,20 +99,38 @@ class AutoSchema(SpectacularAutoSchema):
         return responses
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+class _HeaderOrBearerScheme(OpenApiAuthenticationExtension):
+    """A credential in its own header or as `Authorization: Bearer`: either one satisfies the operation. The bearer
+    scheme has a name per credential, since drf-spectacular ties a security scheme to one authentication class."""
+
+    header: str
+    credential: str
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
+        return [{name: []} for name in self.name]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
+        bearer = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": f"{self.credential} as `Authorization: Bearer`, instead of {self.header}. Two different "
+            "credentials in one request are refused with 400 AMBIGUOUS_CREDENTIALS.",
+        }
+        return [{"type": "apiKey", "in": "header", "name": self.header}, bearer]
+
+
+class ApiKeyAuthenticationScheme(_HeaderOrBearerScheme):
     target_class = "aitbc_site.authentication.ApiKeyAuthentication"
-    name = "ApiKeyAuth"
+    name = ["ApiKeyAuth", "ApiKeyBearer"]
+    header = "X-Api-Key"
+    credential = "An API key"
 
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
 
-
-class SessionTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+class SessionTokenAuthenticationScheme(_HeaderOrBearerScheme):
     target_class = "aitbc_site.authentication.SessionTokenAuthentication"
-    name = "SessionToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {"type": "apiKey", "in": "header", "name": "X-Session-Token"}
+    name = ["SessionToken", "SessionBearer"]
+    header = "X-Session-Token"
+    credential = "A session token"
 
 
 # Request fields whose values the API checks beyond their type: their patterns and values in the schema, so clients

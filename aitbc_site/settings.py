@@ -3,6 +3,7 @@
 import re
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -70,13 +71,22 @@ RECEIPT_SIGNING_KEY_FILE = Path(env_str("RECEIPT_SIGNING_KEY_FILE", str(DATA_DIR
 RECEIPT_RETIRED_PUBLIC_KEYS = env_list("RECEIPT_RETIRED_PUBLIC_KEYS")
 
 # Wallet login (EIP-4361 Sign-In with Ethereum) and sessions.
-SITE_DOMAIN = env_str("SITE_DOMAIN", "localhost:8000")
-SITE_URI = env_str("SITE_URI", f"https://{SITE_DOMAIN}")
+# Unset, the login message names the host, port and scheme each request reached the server at (accounts/siwe.py);
+# set, they name the site whatever the request says. SITE_URI defaults to https://SITE_DOMAIN, SITE_DOMAIN to the host
+# and port of SITE_URI.
+SITE_DOMAIN = env_str("SITE_DOMAIN")
+SITE_URI = env_str("SITE_URI")
+if SITE_DOMAIN and not re.fullmatch(r"[^\s/]+", SITE_DOMAIN):
+    raise ImproperlyConfigured(f"SITE_DOMAIN must be a host and optional port, no scheme or path; got {SITE_DOMAIN!r}")
+if SITE_URI and (urlsplit(SITE_URI).scheme not in ("http", "https") or not urlsplit(SITE_URI).netloc):
+    raise ImproperlyConfigured(f"SITE_URI must be an http(s) URL, e.g. https://coordinator.example, got {SITE_URI!r}")
 SIWE_CHAIN_ID = env_int("SIWE_CHAIN_ID", 1, minimum=1)
 LOGIN_CHALLENGE_SECONDS = 300
 SESSION_TTL_SECONDS = env_positive_int("SESSION_TTL_SECONDS", 86400)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
-CORS_ALLOW_HEADERS = ["content-type", "x-session-token", "x-api-key", "idempotency-key", "x-request-id"]
+CORS_ALLOW_HEADERS = [
+    "content-type", "x-session-token", "x-api-key", "authorization", "idempotency-key", "x-request-id"
+]
 CORS_URLS_REGEX = r"^/v1/.*$"
 
 # Billing. Prices are decimal strings of AITBC per job; operators change them in the admin.
@@ -315,8 +325,19 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS_ONLY else
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS_ONLY
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
 # Only trust X-Forwarded-Proto where a proxy that sets it stands in front (never on the embedded default).
-if env_bool("BEHIND_TLS_PROXY", False):
+# Django reads these headers from every request, whoever sent it (gunicorn's FORWARDED_ALLOW_IPS only governs the
+# scheme gunicorn itself reports): they are trusted because the deployment lets nothing but the proxy reach the
+# nodes, which is what declaring the proxy promises. request.scheme and request.get_host() then follow the forwarded
+# values for everything built from them: the wallet login message, absolute links, ALLOWED_HOSTS checks.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The host (and port) from X-Forwarded-Host, still checked against ALLOWED_HOSTS. A separate choice: deploy/nginx
+# forwards the public host as Host itself and passes a client's own X-Forwarded-Host through, so there it stays off;
+# only for a proxy that rewrites Host and sets X-Forwarded-Host on every request.
+USE_X_FORWARDED_HOST = env_bool("TRUST_X_FORWARDED_HOST", False)
+if USE_X_FORWARDED_HOST and not BEHIND_TLS_PROXY:
+    raise ImproperlyConfigured("TRUST_X_FORWARDED_HOST=true needs BEHIND_TLS_PROXY=true: only a proxy forwards a host")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # The URL prefix the app is served under behind a proxy (deploy/nginx serves it under /api).
 FORCE_SCRIPT_NAME = env_str("URL_PREFIX")

@@ -64,19 +64,30 @@ class StrictSerializer(serializers.Serializer):
     refuses_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            fields = self.fields
-            unknown = sorted(set(data) - set(fields)) if self.refuses_unknown_fields else []
-            errors = {name: ["Unknown field."] for name in unknown}
-            if not isinstance(data, QueryDict):
-                for name, value in data.items():
-                    field = fields.get(name)
-                    problem = None if field is None or field.read_only else json_type_error(field, value)
-                    if problem is not None:
-                        errors[name] = [problem]
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+        if not isinstance(data, dict):
+            return super().to_internal_value(data)
+        fields = self.fields
+        unknown = sorted(set(data) - set(fields)) if self.refuses_unknown_fields else []
+        errors: dict[str, Any] = {name: ["Unknown field."] for name in unknown}
+        if not isinstance(data, QueryDict):
+            for name, value in data.items():
+                field = fields.get(name)
+                problem = None if field is None or field.read_only else json_type_error(field, value)
+                if problem is not None:
+                    errors[name] = [problem]
+        # Every problem in one answer: the fields' own validation runs too, on the values of the right JSON type
+        # only (DRF would coerce the others and judge what was not sent). A field left out that way is reported
+        # with its type error, not as missing.
+        checked = data if isinstance(data, QueryDict) else {k: v for k, v in data.items() if k not in errors}
+        try:
+            value = super().to_internal_value(checked)
+        except serializers.ValidationError as error:
+            detail = error.detail if isinstance(error.detail, dict) else {"non_field_errors": error.detail}
+            errors = {**detail, **errors}
+            raise serializers.ValidationError(errors) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class JSONObjectField(serializers.DictField):

@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from accounts.views import UserViewSet
 from aitbc_site.health import health, ready
 from aitbc_site.metrics import metrics_view
+from aitbc_site.root import root
 from exchange.views import ExchangeViewSet
 from jobs.views import ClientJobViewSet, JobTypeViewSet, MinerJobViewSet
 from miners.views import MinerViewSet
@@ -27,6 +28,7 @@ router.register("explorer", ExplorerViewSet, basename="explorer")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("", root, name="root"),
     path("health", health, name="health"),
     path("ready", ready, name="ready"),
     path("metrics", metrics_view, name="metrics"),

@@ -1,14 +1,22 @@
-"""`manage.py create_api_key`: prints a working key once and stores only its hash."""
+"""`manage.py create_api_key` prints a working key once and stores only its hash; `manage.py credit` funds a user in
+development through the ledger's operator adjustment."""
 
 import hashlib
+import subprocess
+import sys
+from decimal import Decimal
 from io import StringIO
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts.models import ApiKey, User
+from accounts.models import AccountKind, ApiKey, Posting, PostingKind, User
+from accounts.selectors import ledger_problems, user_balance
+from aitbc_site.settings import BASE_DIR
 from aitbc_site.testing import assert_api_error
-from conftest import api_with_key, register_miner, submit_job
+from conftest import ADDRESS, OTHER_ADDRESS, api_with_key, live_env, register_miner, submit_job
 from miners.models import Miner
 
 
@@ -86,3 +94,143 @@ def test_a_role_and_a_name_are_required(db: None, args: list[str]) -> None:
         call_command("create_api_key", *args, stdout=StringIO(), stderr=StringIO())
 
     assert not ApiKey.objects.exists()
+
+
+# --- credit: development funding ------------------------------------------------------------------------------------
+
+
+def credit(*args: str) -> str:
+    stdout = StringIO()
+    call_command("credit", *args, stdout=stdout, stderr=StringIO())
+    return stdout.getvalue()
+
+
+@pytest.fixture
+def development(settings: Any, db: None) -> None:
+    settings.DEBUG = True
+
+
+def test_credit_adds_to_the_available_balance_in_one_balanced_posting_with_who_and_why(
+    development: None, operator: User
+) -> None:
+    printed = credit("operator", "100", "--reason", "a paid job", "--operator", "alice")
+
+    assert user_balance(user=operator)["available"] == Decimal("100")
+    posting = Posting.objects.get()
+    assert (posting.kind, posting.memo, posting.actor) == (PostingKind.ADJUSTMENT, "a paid job", "operator:alice")
+    entries = {entry.account.kind: entry.amount for entry in posting.entries.select_related("account")}
+    assert entries == {AccountKind.AVAILABLE: Decimal("100"), AccountKind.ADJUSTMENTS: Decimal("-100")}
+    assert posting.entries.get(account__kind=AccountKind.ADJUSTMENTS).account.user is None
+    assert ledger_problems() == []
+    assert "available balance now 100.00000000" in printed
+
+
+def test_credit_records_the_login_name_when_no_operator_is_given(
+    development: None, operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getpass reads the name from the environment first: the machine's boundary, not our code.
+    monkeypatch.setenv("LOGNAME", "bob")
+
+    credit("operator", "1.5", "--reason", "dev")
+
+    assert Posting.objects.get().actor == "operator:bob"
+
+
+def test_credit_finds_users_by_id_and_wallets_in_any_spelling(development: None) -> None:
+    wallet_user = User.objects.create(username=ADDRESS, wallet_address=ADDRESS)
+
+    credit(str(wallet_user.pk), "1", "--reason", "by id")
+    credit("0x" + ADDRESS.removeprefix("ait1").upper(), "2", "--reason", "by 0x address")
+
+    assert user_balance(user=wallet_user)["available"] == Decimal("3")
+    assert User.objects.count() == 1
+
+
+def test_credit_to_a_wallet_nobody_used_yet_makes_its_user_as_a_first_login_would(development: None) -> None:
+    credit(OTHER_ADDRESS, "10", "--reason", "before the first login")
+
+    user = User.objects.get(wallet_address=OTHER_ADDRESS)
+    assert user_balance(user=user)["available"] == Decimal("10")
+    assert not user.is_service
+
+
+@pytest.mark.parametrize("who", ["nobody", "00000000-0000-0000-0000-000000000000", "0x1234"])
+def test_credit_to_an_unknown_user_is_an_error_and_posts_nothing(development: None, who: str) -> None:
+    with pytest.raises(CommandError, match="No user"):
+        credit(who, "1", "--reason", "dev")
+
+    assert not Posting.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("0", "positive"),
+        ("-5", "positive"),
+        ("1.123456789", "8 decimal places"),
+        ("ten", "decimal"),
+        ("1e3", "decimal"),
+        ("\u0661", "decimal"),
+        ("10000000001", "largest amount"),
+    ],
+)
+def test_credit_of_a_bad_amount_is_an_error_and_posts_nothing(
+    development: None, operator: User, amount: str, message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        credit("operator", amount, "--reason", "dev")
+
+    assert not Posting.objects.exists()
+
+
+def test_credit_needs_a_reason_and_an_operator_that_fit_the_posting(development: None, operator: User) -> None:
+    with pytest.raises(CommandError, match="--reason"):
+        credit("operator", "1")
+    with pytest.raises(CommandError, match="--reason must say why"):
+        credit("operator", "1", "--reason", "  ")
+    with pytest.raises(CommandError, match="at most 500 characters"):
+        credit("operator", "1", "--reason", "x" * 501)
+    with pytest.raises(CommandError, match="--operator is recorded in at most"):
+        credit("operator", "1", "--reason", "dev", "--operator", "x" * 200)
+
+    assert not Posting.objects.exists()
+
+
+def test_credit_that_would_take_a_balance_past_the_largest_amount_is_an_error(development: None) -> None:
+    credit(ADDRESS, "10000000000", "--reason", "the most a balance holds")
+
+    with pytest.raises(CommandError, match="largest amount"):
+        credit(ADDRESS, "0.00000001", "--reason", "one unit too many")
+
+    assert Posting.objects.count() == 1
+    assert ledger_problems() == []
+
+
+def test_credit_is_refused_in_production(settings: Any, operator: User) -> None:
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError, match="production") as refusal:
+        credit("operator", "100", "--reason", "dev")
+
+    assert "--force" in str(refusal.value)
+    assert not Posting.objects.exists()
+
+
+def test_credit_in_production_goes_through_with_force(settings: Any, operator: User) -> None:
+    settings.DEBUG = False
+
+    credit("operator", "100", "--reason", "refund of ticket 42", "--operator", "alice", "--force")
+
+    assert user_balance(user=operator)["available"] == Decimal("100")
+    assert Posting.objects.get().actor == "operator:alice"
+
+
+def test_credit_refused_in_production_exits_non_zero_from_the_command_line(tmp_path: Path) -> None:
+    env = live_env(f"sqlite:///{tmp_path / 'refused.db'}")
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "credit", "someone", "1", "--reason", "dev"],
+        env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+    )
+
+    assert completed.returncode != 0
+    assert "DEBUG is off" in completed.stderr and "Traceback" not in completed.stderr

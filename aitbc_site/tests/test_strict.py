@@ -1,4 +1,5 @@
-"""Strict serializers: unknown fields are errors, and each instance validates with fields of its own."""
+"""Strict serializers: unknown fields are errors reported with every other problem at once, and each instance
+validates with fields of its own."""
 
 import threading
 from typing import Any
@@ -28,6 +29,51 @@ def test_an_unknown_field_is_an_error_naming_it() -> None:
 
     assert not payload.is_valid()
     assert payload.errors == {"nmae": ["Unknown field."]}
+
+
+def test_unknown_missing_and_invalid_fields_are_reported_together() -> None:
+    payload = Request(data={"nmae": "b", "tags": ["abcd"]})
+
+    assert not payload.is_valid()
+    assert set(payload.errors) == {"nmae", "name", "tags"}
+    assert payload.errors["nmae"] == ["Unknown field."]
+    assert payload.errors["name"] == ["This field is required."]
+
+
+def test_a_value_of_the_wrong_json_type_is_reported_as_such_beside_the_other_problems() -> None:
+    payload = Request(data={"name": 5, "extra": 1, "limits": {"low": -1}})
+
+    assert not payload.is_valid()
+    assert payload.errors["name"] == ["Must be a string, not a number."]
+    assert payload.errors["extra"] == ["Unknown field."]
+    assert set(payload.errors["limits"]) == {"low", "high"}
+
+
+def test_a_nested_strict_serializer_reports_its_problems_together_too() -> None:
+    payload = Request(data={"name": "a", "limits": {"low": "0", "hihg": 1}})
+
+    assert not payload.is_valid()
+    assert payload.errors == {
+        "limits": {
+            "low": ["Must be an integer, not a string."],
+            "hihg": ["Unknown field."],
+            "high": ["This field is required."],
+        }
+    }
+
+
+def test_one_request_with_unknown_missing_and_invalid_fields_gets_one_400_listing_all(
+    client_api: APIClient,
+) -> None:
+    body = {"parameters": {}, "priority": "high", "colour": "blue"}
+
+    response = client_api.post("/v1/client/jobs", body, format="json")
+
+    error = assert_api_error(response, status=400, code="VALIDATION_ERROR")
+    assert error["details"]["colour"] == ["Unknown field."]
+    assert error["details"]["job_type"] == ["This field is required."]
+    assert error["details"]["priority"] == ["Must be an integer, not a string."]
+    assert not Job.objects.exists()
 
 
 def test_every_instance_binds_fields_of_its_own_to_itself() -> None:
