@@ -105,6 +105,8 @@ def named_values(ids: dict[str, str]) -> dict[str, Any]:
         "name": "hostile gate",
         "prompt": "hello",
         "progress": 0.5,
+        # The original dialect's job: its type inside the otherwise free payload.
+        "payload": {"type": "inference", "prompt": "hello", "nested": {"list": [1, "two", None, True]}},
     }
 
 

@@ -33,7 +33,9 @@ JSON_TYPE = ("Content-Type", b"application/json")
 PROBE_ROUTES = ("/health", "/ready")
 _PATH_IDS = {
     ("/v1/client/jobs/{id}/cancel", "id"): "pending_job_id",
+    ("/v1/jobs/{id}/cancel", "id"): "pending_job_id",
     ("*", "id"): "done_job_id",
+    ("*", "job_id"): "job_id",  # the original dialect's result and fail: the job running on the gate's miner
     ("/v1/receipts/{id}", "id"): "receipt_id",
     ("/v1/users/{id}/balance", "id"): "user_id",
     ("*", "payment_id"): "payment_id",
@@ -293,10 +295,10 @@ def _fixed_body_probes(operation: Operation, world: World) -> list[Probe]:
     ]
     for label, text, hostile in raw:
         probes.append(body_probe(operation, world, text.encode("utf-8"), label, hostile=hostile))
-    if operation.path == "/v1/client/jobs":
-        # The limit is a limit, not a ban on nesting: 64 levels from the root (the root object, `parameters` and 62
-        # arrays) is a job like any other.
-        at_the_limit = json.dumps(body).replace('{"prompt":', '{"deep":' + deep(MAX_DEPTH - 2) + ',"prompt":', 1)
+    if operation.path in ("/v1/client/jobs", "/v1/jobs"):
+        # The limit is a limit, not a ban on nesting: 64 levels from the root (the root object, `parameters` or
+        # `payload`, and 62 arrays) is a job like any other.
+        at_the_limit = json.dumps(body).replace('"prompt":', '"deep":' + deep(MAX_DEPTH - 2) + ',"prompt":', 1)
         probe = body_probe(operation, world, at_the_limit.encode(), f"{MAX_DEPTH} levels in parameters")
         probe.status = 201
         probes.append(probe)

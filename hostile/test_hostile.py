@@ -50,6 +50,9 @@ MAX_EXAMPLES = int(os.environ.get("HOSTILE_MAX_EXAMPLES", "80"))
 SEED = os.environ.get("HOSTILE_SEED")
 # A route with side effects answers HEAD 405; every other GET route answers it like GET, without the body.
 HEAD_REFUSED = {"/v1/miner/jobs"}
+# The original dialect's poll answers 200 with a job or 204 with none: which one depends on the queue, and the first of
+# two identical polls may have taken its last job. Either says the body was read.
+HANDS_OUT_ONE = {"/v1/miners/poll"}
 JOB_STATUSES = {"pending", "running", "completed", "failed", "cancelled", "expired"}
 
 
@@ -216,10 +219,14 @@ def test_chunked_bodies_are_read(world: World, probe_sender: Any, operation: Ope
     plain = probe_sender(operation, Probe(operation.method, target(operation, world), "Content-Length body",
                                           headers=list(headers), body=body))
     plain_code = plain.json().get("error", {}).get("code") if plain.status >= 400 else None
+    either = operation.path in HANDS_OUT_ONE and plain.status in (200, 204)
     chunked = Probe(operation.method, target(operation, world),
                     f"the same body chunked (Content-Length answered {plain.status} {plain_code or ''})",
-                    headers=list(headers), chunked=chunk(body, 7), status=plain.status, code=plain_code)
-    probe_sender(operation, chunked)
+                    headers=list(headers), chunked=chunk(body, 7), status=None if either else plain.status,
+                    code=plain_code)
+    answer = probe_sender(operation, chunked)
+    if either and answer.status not in (200, 204):
+        check(world, operation, chunked, answer, [f"expected 200 or 204, got {answer.status}"])
     assert_no_failures(operation, since)
 
 

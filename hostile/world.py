@@ -87,6 +87,11 @@ class World:
             self.told_jobs.add(body["id"])
         if probe.method == "GET" and path == "/v1/miner/jobs" and isinstance(body, dict):
             self.handed_out_jobs.update(job["id"] for job in body.get("results", []))
+        # The original dialect: a job is `job_id`, and a poll hands out one job at a time.
+        if probe.method == "POST" and path == "/v1/jobs" and isinstance(body, dict) and "job_id" in body:
+            self.told_jobs.add(body["job_id"])
+        if probe.method == "POST" and path == "/v1/miners/poll" and isinstance(body, dict) and "job_id" in body:
+            self.handed_out_jobs.add(body["job_id"])
 
     def call(self, method: str, path: str, role: str | None, body: Any = None, expect: int = 200) -> Any:
         """A well-formed request of the world's setup; fails unless it gets the expected status."""
