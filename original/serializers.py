@@ -6,6 +6,7 @@ fields of the response serializers document the shapes (OpenAPI); the `*_documen
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import AmountField
@@ -14,7 +15,13 @@ from aitbc_site.timestamps import iso_utc
 from jobs.models import Job
 from jobs.selectors import effective_status
 from miners.serializers import MinerNameField
-from original.translation import MINER_STATUS_OF_STATE, STATE_OF_STATUS, constraints_of, original_type_name
+from original.translation import (
+    MINER_STATUS_OF_STATE,
+    STATE_OF_STATUS,
+    accepted_type_names,
+    constraints_of,
+    original_type_name,
+)
 from receipts.models import Receipt
 from receipts.serializers import validate_canonicalizable
 
@@ -29,8 +36,20 @@ class ConstraintsSerializer(StrictSerializer):
     max_price = AmountField(positive=False, required=False, help_text="Refuse the job if its price is higher.")
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "enum": accepted_type_names()}},
+        "additionalProperties": True,
+    }
+)
+class PayloadField(JSONObjectField):
+    """A job's `type` and input: the schema names the types, so a client generated from it sends one."""
+
+
 class JobSubmitSerializer(StrictSerializer):
-    payload = JSONObjectField(
+    payload = PayloadField(
         help_text="`type` (see the README's table of types) and the job's input, passed to the miner as is."
     )
     ttl_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
