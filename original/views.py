@@ -39,6 +39,9 @@ from receipts.serializers import ReceiptSerializer
 from receipts.services import receipt_document
 
 JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
+HELD_JOB_ID = OpenApiParameter(
+    "job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The id of the job this key's miner holds."
+)
 MINER_NAME = OpenApiParameter(
     "miner_id", str, OpenApiParameter.QUERY, required=True, description="The miner's name, chosen by its owner."
 )
@@ -268,7 +271,7 @@ class OriginalMinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 
     @extend_schema(
         operation_id="original_miners_result",
-        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        parameters=[HELD_JOB_ID],
         request=original.OriginalResultSerializer,
         responses={200: original.ResultAnswerSerializer, **error_responses(400, 403, 404, 409)},
     )
@@ -287,7 +290,7 @@ class OriginalMinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 
     @extend_schema(
         operation_id="original_miners_fail",
-        parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        parameters=[HELD_JOB_ID],
         request=original.FailSerializer,
         responses={200: original.ResultAnswerSerializer, **error_responses(400, 403, 404, 409)},
     )
