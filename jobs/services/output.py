@@ -8,6 +8,8 @@ moved and is refused, and an attempt's chunks never follow the next attempt's (i
 the attempt's `output_chunks` (the next seq), while it has no result: the result is recorded by compare-and-set on
 the same row and the count it was judged with, so its receipt's output_hash covers every chunk kept, and chunks
 never follow the result. Two posts racing for the same attempt: one of them finds the counts moved and judges again.
+A post takes the job's row, then the attempt's, as a requeue or a cancel does; a result takes them the other way
+round, so a post gives way rather than wait for an attempt row that is taken.
 """
 
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -26,6 +28,8 @@ from jobs.exceptions import InvalidJobState, LeaseExpired, OutputOutOfOrder, Out
 from jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobOutputChunk, JobStatus
 from jobs.services.results import attempt_of_miner, check_attempt_counts
 
+# PostgreSQL's SQLSTATE for a NOWAIT lock that another transaction holds.
+LOCK_NOT_AVAILABLE = "55P03"
 # Chunks a maintenance round deletes at most; the rest wait for the next round, so one round stays short.
 OUTPUT_DELETE_BATCH = 5000
 
@@ -101,36 +105,45 @@ def _keep(
     progress = [chunk.progress for chunk in chunks if chunk.progress is not None]
     if progress:
         changes["progress"] = progress[-1]
-    with transaction.atomic():
-        held = Job.objects.filter(
-            pk=job.pk,
-            status=JobStatus.RUNNING,
-            miner_id=miner_id,
-            handouts=attempt.number,
-            lease_expires_at__gt=now,
-            output_bytes=job.output_bytes,
-        ).update(**changes)
-        if not held:
-            return False
-        counted = JobAttempt.objects.filter(
-            pk=attempt.pk, reported_status__isnull=True, output_chunks=attempt.output_chunks
-        ).update(output_chunks=chunks[-1].seq + 1)
-        if not counted:
-            transaction.set_rollback(True)
-            return False
-        JobOutputChunk.objects.bulk_create(
-            JobOutputChunk(
-                job_id=job.pk,
-                attempt=attempt.number,
-                seq=chunk.seq,
-                data=chunk.data,
-                encoding=chunk.encoding,
-                size=len(chunk.data),
-                progress=chunk.progress,
-                created_at=now,
+    try:
+        with transaction.atomic():
+            held = Job.objects.filter(
+                pk=job.pk,
+                status=JobStatus.RUNNING,
+                miner_id=miner_id,
+                handouts=attempt.number,
+                lease_expires_at__gt=now,
+                output_bytes=job.output_bytes,
+            ).update(**changes)
+            if not held:
+                return False
+            if connection.features.has_select_for_update_nowait:
+                # A result locks the attempt, then the job: waiting for the attempt while holding the job could
+                # deadlock with it (PostgreSQL). Give way instead; judged again, the post finds the result.
+                list(JobAttempt.objects.select_for_update(nowait=True).filter(pk=attempt.pk).values_list("pk"))
+            counted = JobAttempt.objects.filter(
+                pk=attempt.pk, reported_status__isnull=True, output_chunks=attempt.output_chunks
+            ).update(output_chunks=chunks[-1].seq + 1)
+            if not counted:
+                transaction.set_rollback(True)
+                return False
+            JobOutputChunk.objects.bulk_create(
+                JobOutputChunk(
+                    job_id=job.pk,
+                    attempt=attempt.number,
+                    seq=chunk.seq,
+                    data=chunk.data,
+                    encoding=chunk.encoding,
+                    size=len(chunk.data),
+                    progress=chunk.progress,
+                    created_at=now,
+                )
+                for chunk in chunks
             )
-            for chunk in chunks
-        )
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return False
     return True
 
 

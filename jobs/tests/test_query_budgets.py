@@ -221,6 +221,10 @@ def test_posting_a_result(
     assert response.json()["job"]["status"] == status
 
 
+def attempt_lock() -> int:
+    return 1 if connection.vendor == "postgresql" else 0
+
+
 # --- partial output ---------------------------------------------------------------------------------------------
 
 
@@ -240,11 +244,12 @@ def test_posting_output(
     django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
     """The key, the attempt with its job (and its next seq), and in a savepoint the compare-and-sets of the job
-    (output size, progress) and of the attempt (its next seq), and one INSERT of all the chunks, however many."""
+    (output size, progress) and of the attempt (its next seq), and one INSERT of all the chunks, however many.
+    PostgreSQL locks the attempt's row without waiting in between (a result takes the two rows the other way round)."""
     [job_id] = hand_out(unbilled_api, miner_api, miner)
     post_output(miner_api, miner, job_id, 0)
 
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(7 + attempt_lock()):
         assert post_output(miner_api, miner, job_id, *range(1, count + 1))["next_seq"] == count + 1
 
 
