@@ -39,10 +39,16 @@ _DESCRIPTIONS = {
     403: "PERMISSION_DENIED: the key's role may not use this endpoint.",
     404: "Not found, or not the caller's (JOB_NOT_FOUND, MINER_NOT_FOUND …).",
     405: "METHOD_NOT_ALLOWED.",
-    409: "Conflicts with the current state (INVALID_JOB_STATE, LEASE_EXPIRED, IDEMPOTENCY_KEY_REUSED …).",
+    409: (
+        "Conflicts with the current state (INVALID_JOB_STATE, LEASE_EXPIRED, IDEMPOTENCY_KEY_REUSED, "
+        "OUTPUT_OUT_OF_ORDER …)."
+    ),
     425: "JOB_NOT_FINISHED: the job is still queued or running; its result does not exist yet.",
     429: "RATE_LIMITED: over the rate limit; retry after the seconds in the Retry-After header.",
-    413: "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB.",
+    413: (
+        "PAYLOAD_TOO_LARGE: bodies are limited to 1 MiB; OUTPUT_TOO_LARGE: a job's partial output is limited to "
+        "JOB_OUTPUT_MAX_BYTES."
+    ),
     414: "URI_TOO_LONG: the request line (method, path and query string) is limited to 4094 bytes.",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json.",
     431: "HEADERS_TOO_LARGE: at most 100 headers of at most 8190 bytes each.",

@@ -62,6 +62,10 @@ JOB_TTL_SECONDS = env_int("JOB_TTL_SECONDS", 3600, minimum=10, maximum=86400)
 # How often the server itself runs the maintenance of `cleanup_miners` (embedded default); 0 turns it off when
 # systemd timers or cron do it instead.
 MAINTENANCE_INTERVAL_SECONDS = env_int("MAINTENANCE_INTERVAL_SECONDS", 30, minimum=0)
+# Partial output (POST /v1/miner/jobs/{id}/output): what one job's attempts may post in all, and how long the output
+# of a job that ended is kept before maintenance deletes it.
+JOB_OUTPUT_MAX_BYTES = env_positive_int("JOB_OUTPUT_MAX_BYTES", 16 * 1024 * 1024)
+JOB_OUTPUT_RETENTION_SECONDS = env_positive_int("JOB_OUTPUT_RETENTION_SECONDS", 7 * 86400)
 
 # Receipts are signed with this Ed25519 seed (64 hex digits). Unset, the key is generated once and kept in
 # RECEIPT_SIGNING_KEY_FILE so every worker and every later start signs with the same key; production sets it.

@@ -34,6 +34,7 @@ PROBE_ROUTES = ("/health", "/ready")
 _PATH_IDS = {
     ("/v1/client/jobs/{id}/cancel", "id"): "pending_job_id",
     ("/v1/jobs/{id}/cancel", "id"): "pending_job_id",
+    ("/v1/miner/jobs/{id}/output", "id"): "job_id",  # partial output: the job running on the gate's miner
     ("*", "id"): "done_job_id",
     ("*", "job_id"): "job_id",  # the original dialect's result and fail: the job running on the gate's miner
     ("/v1/receipts/{id}", "id"): "receipt_id",

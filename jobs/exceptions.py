@@ -29,3 +29,19 @@ class LeaseExpired(Conflict):
 class PriceAboveMax(ApplicationError):
     code = "PRICE_ABOVE_MAX"
     default_message = "The job's price is above the max_price you sent."
+
+
+class OutputOutOfOrder(Conflict):
+    code = "OUTPUT_OUT_OF_ORDER"
+    default_message = "The chunks skip ahead of the next seq this attempt's output expects."
+
+
+class OutputTooLarge(ApplicationError):
+    status_code = 413
+    code = "OUTPUT_TOO_LARGE"
+    default_message = "The job's partial output would exceed JOB_OUTPUT_MAX_BYTES."
+
+
+class OutputMismatch(Conflict):
+    code = "OUTPUT_MISMATCH"
+    default_message = "The result's output differs from the output chunks this attempt posted."

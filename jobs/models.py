@@ -68,6 +68,9 @@ class Job(models.Model):
     not_before = models.DateTimeField()
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Fixed at submission. Jobs of service users (API_KEYS, keys without an owner) show a price but are not billed.
+    # Bytes of partial output the job's attempts posted and still kept (JobOutputChunk): what JOB_OUTPUT_MAX_BYTES
+    # caps. An output post changes it by compare-and-set, which is also what orders the post against the job's end.
+    output_bytes = models.PositiveBigIntegerField(default=0)
     price = AmountField(default=Decimal("0"))
     billed = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -84,6 +87,9 @@ class Job(models.Model):
             models.Index(fields=["miner", "status"], name="job_miner_status"),
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="job_running_lease"),
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="job_pending_deadline"),
+            # Maintenance finds the ended jobs whose output outlived JOB_OUTPUT_RETENTION_SECONDS: only jobs that
+            # still keep output are in it.
+            models.Index(fields=["completed_at"], condition=Q(output_bytes__gt=0), name="job_output_kept"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -128,6 +134,9 @@ class JobAttempt(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     metrics = models.JSONField(null=True, blank=True)
+    # How many partial output chunks the attempt posted: the next chunk's seq. Its result is recorded only if this
+    # is still what the result was judged with, so the receipt's output_hash covers every chunk kept.
+    output_chunks = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_number_unique")]
@@ -135,6 +144,40 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number}"
+
+
+class OutputEncoding(models.TextChoices):
+    TEXT = "text", "Text"
+    BASE64 = "base64", "Base64"
+
+
+class JobOutputChunk(models.Model):
+    """A piece of partial output an attempt posted while it ran. The id is the chunk's position in the job's output:
+    chunks are only written by the attempt holding the job, in seq order, so ids follow (attempt, seq)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Both indexes below lead with the job, so the foreign key needs none of its own.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="output_chunks", db_index=False)
+    # The hand-out's number (JobAttempt.number).
+    attempt = models.PositiveSmallIntegerField()
+    # From 0 within each attempt.
+    seq = models.PositiveIntegerField()
+    # The bytes themselves, so a base64 chunk is kept exactly; `encoding` is how it was sent and is read back.
+    data = models.BinaryField()
+    encoding = models.CharField(max_length=8, choices=OutputEncoding.choices, default=OutputEncoding.TEXT)
+    size = models.PositiveIntegerField()
+    progress = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt", "seq"], name="job_output_chunk_unique"),
+            models.CheckConstraint(condition=Q(encoding__in=OutputEncoding.values), name="job_output_encoding_valid"),
+        ]
+        indexes = [models.Index(fields=["job", "id"], name="job_output_in_order")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.attempt}.{self.seq}"
 
 
 class JobEvent(models.Model):

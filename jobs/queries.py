@@ -32,7 +32,9 @@ _ASSIGNMENT_COLUMNS = statements.Columns(Job, ASSIGNMENT_FIELDS, alias="j")
 _LAPSED_COLUMNS = statements.Columns(Job, ("id", "miner"), alias="j")
 _PRICE_COLUMNS = statements.Columns(JobTypePrice, ("job_type", "price"), alias="p")
 _JUDGED_ATTEMPT = statements.Columns(
-    JobAttempt, ("id", "job", "number", "miner", "started_at", "reported_status", "result", "error"), alias="a"
+    JobAttempt,
+    ("id", "job", "number", "miner", "started_at", "reported_status", "result", "error", "output_chunks"),
+    alias="a",
 )
 
 
@@ -190,6 +192,8 @@ def latest_attempt_with_job(
     return _JUDGED_ATTEMPT.load(row), _JOB_COLUMNS.load(row, start=_JUDGED_ATTEMPT.width)
 
 
-def record_attempt_report(*, attempt_id: int, values: Mapping[str, Any]) -> bool:
-    """Write what the miner reported on its attempt, unless a report was recorded first."""
-    return statements.update(JobAttempt, where={"id": attempt_id, "reported_status": None}, values=values) == 1
+def record_attempt_report(*, attempt_id: int, output_chunks: int, values: Mapping[str, Any]) -> bool:
+    """Write what the miner reported on its attempt, unless a report was recorded first or the attempt posted
+    output chunks since it was read."""
+    where = {"id": attempt_id, "reported_status": None, "output_chunks": output_chunks}
+    return statements.update(JobAttempt, where=where, values=values) == 1

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import User
 from jobs import queries
 from jobs.exceptions import JobNotFound
-from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
+from jobs.models import Job, JobAttempt, JobEvent, JobOutputChunk, JobStatus, JobTypePrice
 from miners.models import Miner
 
 
@@ -72,6 +72,23 @@ def jobs_for_client(*, client: User, status: str | None = None, job_type: str | 
 
 def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job)
+
+
+def output_chunks(*, job: Job) -> QuerySet[JobOutputChunk]:
+    """The job's partial output, every attempt's, in the order it was kept (the chunks' ids: attempt, then seq)."""
+    return JobOutputChunk.objects.filter(job=job)
+
+
+def output_kept(*, job_id: UUID, attempt: int, seqs: range) -> dict[int, bytes]:
+    """The bytes of the attempt's chunks with these seqs, by seq."""
+    kept = JobOutputChunk.objects.filter(job_id=job_id, attempt=attempt, seq__gte=seqs.start, seq__lt=seqs.stop)
+    return {seq: bytes(data) for seq, data in kept.values_list("seq", "data")}
+
+
+def attempt_output(*, job_id: UUID, attempt: int) -> bytes:
+    """The attempt's partial output: its chunks' bytes joined in seq order."""
+    chunks = JobOutputChunk.objects.filter(job_id=job_id, attempt=attempt).order_by("seq").values_list("data")
+    return b"".join(bytes(data) for (data,) in chunks)
 
 
 def job_type_prices() -> list[JobTypePrice]:

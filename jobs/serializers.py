@@ -1,3 +1,5 @@
+import binascii
+from base64 import b64decode, b64encode
 from typing import Any
 
 from django.conf import settings
@@ -8,8 +10,9 @@ from accounts.serializers import AmountField
 from aitbc_site.strict import JSONObjectField, ObjectIdField, StrictSerializer
 from aitbc_site.timestamps import iso_utc
 from jobs.exceptions import JobNotFound
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobOutputChunk, JobStatus, OutputEncoding
 from jobs.selectors import effective_status
+from jobs.services.output import OutputChunk
 from miners.exceptions import MinerNotFound
 from miners.serializers import JobTypeField, validate_job_types
 from receipts.serializers import ReceiptSerializer, validate_canonicalizable
@@ -207,3 +210,63 @@ class JobEventSerializer(serializers.Serializer):
             "actor": serializers.CharField(read_only=True),
             "reason": serializers.CharField(read_only=True),
         }
+
+
+# At most this many chunks in one post: the body's 1 MiB bounds their bytes, this their rows.
+MAX_CHUNKS_PER_POST = 100
+
+
+class OutputChunkSerializer(StrictSerializer):
+    seq = serializers.IntegerField(min_value=0, max_value=2**31 - 1, help_text="From 0 within each attempt.")
+    # Not trimmed: a chunk's whitespace is output too.
+    data = serializers.CharField(trim_whitespace=False, help_text="Text, or base64 (RFC 4648) of the bytes.")
+    encoding = serializers.ChoiceField(choices=OutputEncoding.choices, default=OutputEncoding.TEXT)
+    progress = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> OutputChunk:
+        if attrs["encoding"] == OutputEncoding.BASE64:
+            try:
+                data = b64decode(attrs["data"].encode("ascii"), validate=True)
+            except (UnicodeError, binascii.Error):
+                raise serializers.ValidationError({"data": ["Not valid base64."]}) from None
+        else:
+            data = attrs["data"].encode("utf-8")
+        return OutputChunk(seq=attrs["seq"], data=data, encoding=attrs["encoding"], progress=attrs.get("progress"))
+
+
+class JobOutputSerializer(StrictSerializer):
+    miner_id = ObjectIdField(not_found=MinerNotFound)
+    chunks = OutputChunkSerializer(
+        many=True, allow_empty=False, max_length=MAX_CHUNKS_PER_POST, help_text="Consecutive seqs, in order."
+    )
+
+    def validate_chunks(self, chunks: list[OutputChunk]) -> list[OutputChunk]:
+        if any(chunk.seq != chunks[0].seq + index for index, chunk in enumerate(chunks)):
+            raise serializers.ValidationError("The chunks' seqs must be consecutive and in order.")
+        return chunks
+
+
+class OutputPostedSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    attempt = serializers.IntegerField()
+    next_seq = serializers.IntegerField(help_text="The seq the attempt's next chunk must have.")
+    bytes = serializers.IntegerField(help_text="The job's output so far, all attempts: what JOB_OUTPUT_MAX_BYTES caps.")
+
+
+class JobOutputChunkSerializer(serializers.Serializer):
+    """A chunk of a job's partial output, as its attempt posted it."""
+
+    position = serializers.IntegerField(
+        source="pk", help_text="The chunk's place in the job's output, increasing: attempt, then seq."
+    )
+    attempt = serializers.IntegerField()
+    seq = serializers.IntegerField()
+    data = serializers.SerializerMethodField()
+    encoding = serializers.ChoiceField(choices=OutputEncoding.choices)
+    progress = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_data(self, chunk: JobOutputChunk) -> str:
+        """Text as text, base64 chunks as base64."""
+        raw = bytes(chunk.data)
+        return b64encode(raw).decode("ascii") if chunk.encoding == OutputEncoding.BASE64 else raw.decode("utf-8")

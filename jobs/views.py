@@ -20,7 +20,10 @@ from jobs.serializers import (
     JobCreateSerializer,
     JobEventSerializer,
     JobListQuerySerializer,
+    JobOutputChunkSerializer,
+    JobOutputSerializer,
     JobSerializer,
+    OutputPostedSerializer,
     PollQuerySerializer,
     PollResponseSerializer,
     ResultResponseSerializer,
@@ -29,6 +32,7 @@ from jobs.serializers import (
 from jobs.services.cancellation import job_cancel
 from jobs.services.handout import job_claim
 from jobs.services.leases import miner_heartbeat
+from jobs.services.output import job_post_output
 from jobs.services.results import job_submit_result
 from jobs.services.submission import job_submit
 from miners.selectors import miner_get_working
@@ -48,6 +52,13 @@ JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, descri
 
 # How long a miner should wait before polling again after an empty answer, by reason.
 RETRY_AFTER_SECONDS = {"no_matching_jobs": 2, "at_capacity": 5}
+
+
+class OutputCursorPage(CursorPage):
+    """A job's output chunks by position, which is the order they were kept in: a reader resumes after the last
+    position it read (the id of a stream's events)."""
+
+    ordering = ("id",)
 
 
 def heartbeat_interval() -> int:
@@ -134,6 +145,16 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
         return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
 
+    @extend_schema(responses={200: JobOutputChunkSerializer(many=True), **error_responses(400, 404)})
+    @action(detail=True, methods=["get"])
+    def stream(self, request: Request, pk: str) -> Response:
+        """The job's partial output so far, every attempt's chunks in order. An attempt that ended without a result
+        is superseded by the next attempt's chunks."""
+        job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        paginator = OutputCursorPage()
+        page = paginator.paginate_queryset(selectors.output_chunks(job=job), request, view=self)
+        return paginator.get_paginated_response(JobOutputChunkSerializer(page, many=True).data)
+
     @extend_schema(responses={200: ReceiptSerializer(many=True), **error_responses(400, 404)})
     @action(detail=True, methods=["get"])
     def receipts(self, request: Request, pk: str) -> Response:
@@ -202,6 +223,21 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
             retryable=data["retryable"],
         )
         return Response({"job": JobSerializer(job).data, "receipt": receipt_document(receipt)})
+
+    @extend_schema(
+        operation_id="miner_job_output",
+        parameters=[JOB_ID],
+        request=JobOutputSerializer,
+        responses={200: OutputPostedSerializer, **error_responses(400, 404, 409, 413)},
+    )
+    @action(detail=False, methods=["post"], url_path=r"jobs/(?P<pk>[^/.]+)/output")
+    def output(self, request: Request, pk: str) -> Response:
+        """Post partial output of a job this miner holds: chunks with consecutive seqs, from 0 per attempt."""
+        payload = JobOutputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        posted = job_post_output(miner_id=data["miner_id"], owner=request.user, job_id=pk, chunks=data["chunks"])
+        return Response(OutputPostedSerializer(posted).data)
 
     @extend_schema(
         request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, **error_responses(400, 404)}

@@ -29,6 +29,11 @@ class ReceiptSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["completed", "failed"])
     result = JSONObjectField(allow_null=True)
     result_hash = serializers.CharField(allow_null=True, help_text='"sha256:" + hex of the RFC 8785 bytes of result.')
+    output_hash = serializers.CharField(
+        allow_null=True,
+        help_text='"sha256:" + hex of the partial output the attempt posted (its chunks\' bytes joined in seq '
+        "order); null if it posted none.",
+    )
     error = JSONObjectField(allow_null=True)
     metrics = JSONObjectField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)

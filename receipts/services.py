@@ -42,8 +42,10 @@ def receipt_issue(
     started_at: datetime | None,
     completed_at: datetime,
     payment: Payment,
+    output_hash: str | None = None,
 ) -> Receipt:
-    """Sign a receipt for one posted result and append it to the miner's chain. Call inside the result's transaction."""
+    """Sign a receipt for one posted result and append it to the miner's chain. Call inside the result's transaction.
+    `output_hash` binds the partial output the attempt posted ("sha256:" + hex of its bytes), None if it posted none."""
     with transaction.atomic(savepoint=False):
         queries.lock_chain_of(miner_id=miner_id)
         previous = queries.chain_head(miner_id=miner_id)
@@ -60,6 +62,7 @@ def receipt_issue(
             "status": status,
             "result": result,
             "result_hash": sha256_tag(canonical_bytes(result)) if result is not None else None,
+            "output_hash": output_hash,
             "error": error,
             "metrics": metrics,
             "started_at": iso_utc(started_at),

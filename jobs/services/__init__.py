@@ -4,6 +4,7 @@
 - `handout`: a poll hands pending jobs to a miner (`unrenderable` sets aside the ones no answer could carry).
 - `leases`: a running job's lease is renewed by heartbeats, released, or lapses and the job is requeued.
 - `results`: a miner's result ends the attempt, and its receipt is signed.
+- `output`: the miner holding a job posts partial output as it goes; the result's receipt signs its hash.
 - `cancellation` and `operator_actions`: a client or an operator ends or requeues a job.
 - `maintenance`: deadlines pass, and the stored state catches up with what reads already show.
 - `settlement`: a job's end moves its hold: paid out on completion, given back otherwise.

@@ -9,6 +9,7 @@ from django.utils import timezone
 from jobs.models import Job, JobStatus
 from jobs.selectors import overdue
 from jobs.services.leases import recover_expired_leases
+from jobs.services.output import delete_kept_output
 from jobs.services.settlement import settle
 from jobs.services.transitions import SYSTEM, transition
 from miners.services import mark_silent_miners_inactive
@@ -38,10 +39,12 @@ def expire_overdue_jobs(*, now: datetime) -> int:
 
 
 def catch_up_stored_state() -> dict[str, int]:
-    """Make the stored state match what reads already show: lapsed leases, overdue jobs, silent miners."""
+    """Make the stored state match what reads already show: lapsed leases, overdue jobs, silent miners; and delete
+    the partial output kept past its retention."""
     now = timezone.now()
     return {
         "leases_recovered": recover_expired_leases(now=now),
         "jobs_expired": expire_overdue_jobs(now=now),
         "miners_inactive": mark_silent_miners_inactive(now=now),
+        "output_chunks_deleted": delete_kept_output(now=now),
     }

@@ -403,8 +403,12 @@ def test_cleanup_miners_catches_up_and_is_idempotent(client_api, miner_api, sett
     first, second = StringIO(), StringIO()
     call_command("cleanup_miners", stdout=first)
     call_command("cleanup_miners", stdout=second)
-    assert first.getvalue().split() == ["leases_recovered=1", "jobs_expired=1", "miners_inactive=1"]
-    assert second.getvalue().split() == ["leases_recovered=0", "jobs_expired=0", "miners_inactive=0"]
+    assert first.getvalue().split() == [
+        "leases_recovered=1", "jobs_expired=1", "miners_inactive=1", "output_chunks_deleted=0"
+    ]
+    assert second.getvalue().split() == [
+        "leases_recovered=0", "jobs_expired=0", "miners_inactive=0", "output_chunks_deleted=0"
+    ]
     assert Job.objects.get(pk=running["id"]).status == JobStatus.PENDING
 
 

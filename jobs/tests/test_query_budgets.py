@@ -221,6 +221,81 @@ def test_posting_a_result(
     assert response.json()["job"]["status"] == status
 
 
+def attempt_lock() -> int:
+    return 1 if connection.vendor == "postgresql" else 0
+
+
+# --- partial output ---------------------------------------------------------------------------------------------
+
+
+def post_output(miner_api: APIClient, miner: str, job_id: str, *seqs: int) -> Any:
+    chunks = [{"seq": seq, "data": f"piece {seq}", "progress": 0.5} for seq in seqs]
+    response = miner_api.post(f"/v1/miner/jobs/{job_id}/output", {"miner_id": miner, "chunks": chunks}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.parametrize("count", [1, 10])
+def test_posting_output(
+    unbilled_api: APIClient,
+    miner_api: APIClient,
+    miner: str,
+    count: int,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    """The key, the attempt with its job (and its next seq), and in a savepoint the compare-and-sets of the job
+    (output size, progress) and of the attempt (its next seq), and one INSERT of all the chunks, however many.
+    PostgreSQL locks the attempt's row without waiting in between (a result takes the two rows the other way round)."""
+    [job_id] = hand_out(unbilled_api, miner_api, miner)
+    post_output(miner_api, miner, job_id, 0)
+
+    with django_assert_num_queries(7 + attempt_lock()):
+        assert post_output(miner_api, miner, job_id, *range(1, count + 1))["next_seq"] == count + 1
+
+
+def test_posting_output_again(
+    unbilled_api: APIClient, miner_api: APIClient, miner: str, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    """A repeat writes nothing: the key, the attempt with its job, and the repeated chunks' bytes."""
+    [job_id] = hand_out(unbilled_api, miner_api, miner)
+    post_output(miner_api, miner, job_id, 0, 1, 2)
+
+    with django_assert_num_queries(3):
+        assert post_output(miner_api, miner, job_id, 1, 2)["next_seq"] == 3
+
+
+@pytest.mark.parametrize("chunks", [1, 20])
+def test_reading_a_jobs_output(
+    client: APIClient,
+    miner_api: APIClient,
+    miner: str,
+    request: pytest.FixtureRequest,
+    chunks: int,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    """The job and one page of its chunks, however many; an issued key adds its own read."""
+    [job_id] = hand_out(client, miner_api, miner)
+    post_output(miner_api, miner, job_id, *range(chunks))
+
+    with django_assert_num_queries(by_client(request, unbilled=2, billed=3)):
+        response = client.get(f"{JOBS}/{job_id}/stream")
+
+    assert len(response.json()["results"]) == chunks
+
+
+def test_posting_a_result_after_output(
+    unbilled_api: APIClient, miner_api: APIClient, miner: str, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
+    """One read more than a result without output: the attempt's chunks, whose hash the receipt signs."""
+    [paid_before] = hand_out(unbilled_api, miner_api, miner)
+    assert post_result(miner_api, miner, paid_before).status_code == 200
+    [job_id] = hand_out(unbilled_api, miner_api, miner)
+    post_output(miner_api, miner, job_id, 0, 1)
+
+    with django_assert_num_queries(9 + 1 + receipt_chain_lock()):
+        assert post_result(miner_api, miner, job_id).status_code == 200
+
+
 # --- reads ------------------------------------------------------------------------------------------------------
 
 

@@ -17,8 +17,8 @@ RFC8032_TEST2_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4f
 RFC8032_TEST2_PUBLIC = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
 
 RECEIPT_FIELDS = {
-    "id", "job_id", "miner_id", "client_id", "attempt", "job_type", "status", "result", "result_hash", "error",
-    "metrics", "started_at", "completed_at", "created_at", "prev_hash", "key_id", "alg", "proof",
+    "id", "job_id", "miner_id", "client_id", "attempt", "job_type", "status", "result", "result_hash", "output_hash",
+    "error", "metrics", "started_at", "completed_at", "created_at", "prev_hash", "key_id", "alg", "proof",
 }
 
 

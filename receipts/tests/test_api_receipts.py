@@ -285,6 +285,7 @@ TAMPERINGS: dict[str, Callable[[Any], Any]] = {
     "status": lambda _: "failed",
     "result": lambda value: {**value, "text": value["text"] + "!"},
     "result_hash": lambda value: _flip_last_hex_digit(value),
+    "output_hash": lambda _: "sha256:" + "1" * 64,
     "error": lambda _: {"code": "OOPS", "message": "not what happened"},
     "metrics": lambda value: {**value, "duration_ms": value["duration_ms"] - 1},
     "started_at": lambda _: EPOCH,

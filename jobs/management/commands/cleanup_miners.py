@@ -12,7 +12,8 @@ from miners.services import purge_inactive_miners
 class Command(BaseCommand):
     help = (
         "Bring the stored state up to date: requeue jobs whose lease lapsed, expire overdue jobs, mark silent miners "
-        "inactive. Idempotent and safe to run concurrently (cron, systemd timer)."
+        "inactive, delete the partial output of jobs that ended over JOB_OUTPUT_RETENTION_SECONDS ago. Idempotent "
+        "and safe to run concurrently (cron, systemd timer)."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
