@@ -192,6 +192,13 @@ def latest_attempt_with_job(
     return _JUDGED_ATTEMPT.load(row), _JOB_COLUMNS.load(row, start=_JUDGED_ATTEMPT.width)
 
 
+def lock_attempt_or_give_way(*, attempt_id: int) -> None:
+    """Lock the attempt's row, or raise OperationalError (LOCK_NOT_AVAILABLE) at once if another transaction holds
+    it. SQLite has no row locks; its one writer already serialises the writes this orders."""
+    if connection.features.has_select_for_update_nowait:
+        list(JobAttempt.objects.select_for_update(nowait=True).filter(pk=attempt_id).values_list("pk"))
+
+
 def record_attempt_report(*, attempt_id: int, output_chunks: int, values: Mapping[str, Any]) -> bool:
     """Write what the miner reported on its attempt, unless a report was recorded first or the attempt posted
     output chunks since it was read."""

@@ -19,11 +19,11 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from jobs import selectors
+from jobs import queries, selectors
 from jobs.exceptions import InvalidJobState, LeaseExpired, OutputOutOfOrder, OutputTooLarge
 from jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobOutputChunk, JobStatus
 from jobs.services.results import attempt_of_miner, check_attempt_counts
@@ -117,10 +117,9 @@ def _keep(
             ).update(**changes)
             if not held:
                 return False
-            if connection.features.has_select_for_update_nowait:
-                # A result locks the attempt, then the job: waiting for the attempt while holding the job could
-                # deadlock with it (PostgreSQL). Give way instead; judged again, the post finds the result.
-                list(JobAttempt.objects.select_for_update(nowait=True).filter(pk=attempt.pk).values_list("pk"))
+            # A result locks the attempt, then the job: waiting for the attempt while holding the job could
+            # deadlock with it (PostgreSQL). Give way instead; judged again, the post finds the result.
+            queries.lock_attempt_or_give_way(attempt_id=attempt.pk)
             counted = JobAttempt.objects.filter(
                 pk=attempt.pk, reported_status__isnull=True, output_chunks=attempt.output_chunks
             ).update(output_chunks=chunks[-1].seq + 1)
