@@ -20,6 +20,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import OperationalError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
@@ -148,17 +149,15 @@ def _keep(
 
 def delete_kept_output(*, now: datetime, batch: int = OUTPUT_DELETE_BATCH) -> int:
     """Delete the partial output of jobs that ended more than JOB_OUTPUT_RETENTION_SECONDS ago, at most `batch`
-    chunks a round; the number deleted."""
+    chunks a round (a few statements, however many jobs); the number deleted."""
     cutoff = now - timedelta(seconds=settings.JOB_OUTPUT_RETENTION_SECONDS)
     ended = Job.objects.filter(output_bytes__gt=0, completed_at__lte=cutoff, status__in=TERMINAL_STATUSES)
-    deleted = 0
-    for job_id in list(ended.order_by("completed_at").values_list("pk", flat=True)[:batch]):
-        room = batch - deleted
-        if room <= 0:
-            break
-        ids = list(JobOutputChunk.objects.filter(job_id=job_id).order_by("pk").values_list("pk", flat=True)[:room])
-        deleted += JobOutputChunk.objects.filter(pk__in=ids).delete()[0]
-        if len(ids) < room:
-            # All of it gone: the job leaves the index maintenance walks. It ended, so no post counts on the number.
-            Job.objects.filter(pk=job_id).update(output_bytes=0)
+    job_ids = list(ended.order_by("completed_at").values_list("pk", flat=True)[:batch])
+    if not job_ids:
+        return 0
+    chunks = JobOutputChunk.objects.filter(job_id__in=job_ids).order_by("pk").values_list("pk", flat=True)[:batch]
+    deleted = JobOutputChunk.objects.filter(pk__in=list(chunks)).delete()[0]
+    # The jobs whose output is all gone leave the index maintenance walks. They ended, so no post counts on it.
+    emptied = Job.objects.filter(pk__in=job_ids).exclude(Exists(JobOutputChunk.objects.filter(job_id=OuterRef("pk"))))
+    emptied.update(output_bytes=0)
     return deleted
