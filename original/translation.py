@@ -94,6 +94,19 @@ def original_type_name(*, job_type: str, original_type: str) -> str:
     return original_type or ORIGINAL_NAME_OF_TYPE.get(job_type, job_type)
 
 
+def resources_of(capabilities: dict[str, Any], *, region: str | None) -> dict[str, Any]:
+    """A miner's original `capabilities` (as read: `gpu`, `models`, `region`) as our resources; a top-level
+    `region` wins over the one inside them."""
+    gpu = capabilities.get("gpu", {})
+    resources = {
+        "gpu_model": gpu.get("model"),
+        "gpu_memory_gb": gpu.get("memory_gb"),
+        "models": capabilities.get("models"),
+        "region": region or capabilities.get("region"),
+    }
+    return {ours: value for ours, value in resources.items() if value is not None}
+
+
 def requirements_of(constraints: dict[str, Any]) -> dict[str, Any]:
     """The original `constraints` as our job requirements (max_price travels separately)."""
     names = {"gpu": "gpu_model", "min_vram_gb": "min_gpu_memory_gb", "models": "models", "region": "region"}

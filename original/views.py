@@ -31,7 +31,7 @@ from miners.services import miner_register
 from original import serializers as original
 from original.exceptions import JobNotFinished
 from original.pagination import ItemsCursorPage
-from original.translation import MINER_STATUS_OF_STATE, job_type_of, offered_job_types, requirements_of
+from original.translation import MINER_STATUS_OF_STATE, job_type_of, offered_job_types, requirements_of, resources_of
 from receipts.exceptions import ReceiptNotFound
 from receipts.models import Receipt
 from receipts.selectors import receipts_for_job, receipts_in_chains
@@ -187,18 +187,12 @@ class OriginalMinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         known = data["capabilities"]["known"]
-        gpu, compute = known.get("gpu", {}), known.get("compute", {})
-        resources = {
-            "gpu_model": gpu.get("model"),
-            "gpu_memory_gb": gpu.get("memory_gb"),
-            "models": known.get("models"),
-            "region": data.get("region") or known.get("region"),
-        }
+        compute = known.get("compute", {})
         miner, created = miner_register(
             owner=request.user,
             name=query.validated_data["miner_id"],
             capabilities=offered_job_types(compute.get("supported_tasks") or []),
-            resources={key: value for key, value in resources.items() if value is not None},
+            resources=resources_of(known, region=data.get("region")),
             max_concurrent_jobs=data.get("concurrency") or compute.get("max_concurrent_jobs") or 1,
             reported={"capabilities": data["capabilities"]["reported"]},
         )
