@@ -51,7 +51,8 @@ export API_KEYS="$API_KEY"
 export API_HOST=127.0.0.1
 export API_PORT="$PORT"
 export WEB_CONCURRENCY=2
-export GUNICORN_THREADS=4
+# Waits and streams end within seconds, so thousands of generated requests finish (their wait caps still apply).
+export LONG_POLL_MAX_SECONDS=1 STREAM_MAX_SECONDS=2 STREAM_KEEPALIVE_SECONDS=1
 export MAINTENANCE_INTERVAL_SECONDS=0
 export DEBUG=false
 # Rate limits far above what the fuzzer sends: every request should reach the code under test, not a 429.

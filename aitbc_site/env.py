@@ -7,6 +7,7 @@ at start with a message an operator can act on instead of failing on the first r
 import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
@@ -119,3 +120,9 @@ def parse_rate(text: str) -> str:
     if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", text):
         raise ValueError("expected COUNT/PERIOD")
     return text
+
+
+def serving_greenlets() -> bool:
+    """Whether gevent has patched this process: gunicorn's gevent worker does before it loads Django."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("threading"))

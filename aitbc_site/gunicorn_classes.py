@@ -1,9 +1,14 @@
 """The worker and logger classes deploy/gunicorn.conf.py gives gunicorn.
 
-The worker is gunicorn's threaded one, answering the requests it rejects itself in the API's error envelope: gunicorn
-turns away a request it cannot parse (a request line over `limit_request_line`, too many or too large headers, a
-malformed line or header) before Django sees it, with an HTML page. A client of a JSON API, and the OpenAPI document
-that promises the envelope for every error, should get the envelope there too.
+The worker is gunicorn's gevent one: each connection is a greenlet, so a miner's long-poll or a client's event
+stream waiting on the server is an event in a loop, not a thread (README, "Server model"). It differs from gunicorn's
+in two ways:
+- it answers the requests it rejects itself in the API's error envelope: gunicorn turns away a request it cannot
+  parse (a request line over `limit_request_line`, too many or too large headers, a malformed line or header) before
+  Django sees it, with an HTML page. A client of a JSON API, and the OpenAPI document that promises the envelope for
+  every error, should get the envelope there too;
+- when it is told to stop (TERM, a HUP reload replacing it, `max_requests`), the requests waiting in it end at once
+  with their empty answer instead of holding the worker's graceful shutdown for the rest of their wait.
 """
 
 import json
@@ -11,11 +16,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 from gunicorn import glogging, util
 from gunicorn.http import errors
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker
 
 from aitbc_site.request_framing import CLOSE_CONNECTION
+
+# How often a worker looks whether it has been told to stop, to end its waiting requests.
+STOP_CHECK_SECONDS = 0.2
 
 # Status, reason phrase and our error code for each parse failure answered here; gunicorn keeps the rest (its 500s,
 # 501 for an unknown transfer coding, 417, proxy-protocol and TLS failures), which a client of the API cannot cause
@@ -49,7 +58,19 @@ def envelope_response(status: int, reason: str, code: str, message: str) -> byte
     return head.encode("latin-1") + body
 
 
-class EnvelopeThreadWorker(ThreadWorker):
+class EnvelopeGeventWorker(GeventWorker):
+    def run(self) -> None:
+        gevent.spawn(self._end_waits_when_stopping)
+        super().run()
+
+    def _end_waits_when_stopping(self) -> None:
+        while self.alive:
+            gevent.sleep(STOP_CHECK_SECONDS)
+        # Imported only now: the application (and Django's settings) is loaded after this class.
+        from aitbc_site import wakeups
+
+        wakeups.end_all_waits()
+
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = _honouring_connection_close(self.wsgi)

@@ -17,7 +17,15 @@ from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -32,6 +40,9 @@ API_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 UNMATCHED = "<unmatched>"
+# Requests waiting right now (long-polls, client waits, event streams), summed over the live workers.
+WAITING_REQUESTS = Gauge("waiting_requests", "Requests waiting for a change (long-polls and streams)",
+                         multiprocess_mode="livesum")
 
 
 @lru_cache(maxsize=512)

@@ -19,6 +19,7 @@ from aitbc_site.env import (
     parse_job_prices,
     parse_positive_decimal,
     parse_rate,
+    serving_greenlets,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -66,6 +67,14 @@ MAINTENANCE_INTERVAL_SECONDS = env_int("MAINTENANCE_INTERVAL_SECONDS", 30, minim
 # of a job that ended is kept before maintenance deletes it.
 JOB_OUTPUT_MAX_BYTES = env_positive_int("JOB_OUTPUT_MAX_BYTES", 16 * 1024 * 1024)
 JOB_OUTPUT_RETENTION_SECONDS = env_positive_int("JOB_OUTPUT_RETENTION_SECONDS", 7 * 86400)
+# The longest a waiting request (a miner's `wait`, a client's `wait`) actually waits; requests may ask for up to 30 s.
+# The schemathesis and hostile-input gates shorten it so their thousands of requests end quickly.
+LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=0, maximum=30)
+# A stream with nothing to send writes a comment this often, so proxies keep it open and a client that left is
+# noticed (the write fails) and its stream ended.
+STREAM_KEEPALIVE_SECONDS = env_positive_int("STREAM_KEEPALIVE_SECONDS", 15)
+# An event stream ends after this long (its reader reconnects with Last-Event-ID), so no connection is held forever.
+STREAM_MAX_SECONDS = env_positive_int("STREAM_MAX_SECONDS", 3600)
 
 # Receipts are signed with this Ed25519 seed (64 hex digits). Unset, the key is generated once and kept in
 # RECEIPT_SIGNING_KEY_FILE so every worker and every later start signs with the same key; production sets it.
@@ -191,6 +200,7 @@ TEMPLATES = [
     },
 ]
 
+
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'coordinator.db'}")
 try:
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
@@ -211,6 +221,20 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["CONN_HEALTH_CHECKS"] = False
     # The same backend, making a new database file and its directory owner-only (aitbc_site/sqlite3/base.py).
     _database["ENGINE"] = "aitbc_site.sqlite3"
+elif _database["ENGINE"] == "django.db.backends.postgresql" and serving_greenlets():
+    # Under gunicorn's gevent worker every connection is a greenlet, and a greenlet-local database connection kept
+    # open would be one PostgreSQL connection per client connected. A pool per worker lends one to a request for
+    # its duration instead (Django hands it back when the request ends, and a waiting request before it sleeps).
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        **_database.get("OPTIONS", {}),
+        "pool": {
+            "min_size": 2,
+            "max_size": env_positive_int("DATABASE_POOL_SIZE", 16),
+            # A request that finds every connection lent waits this long for one, then fails.
+            "timeout": 10,
+        },
+    }
 # Django's own backends, not django-prometheus' wrappers of them: those time and count every statement in
 # prometheus_client's multiprocess files (and build a cursor class per cursor), about a tenth of a job cycle's CPU.
 # Request latency by route is measured anyway; per-statement figures belong to the database (pg_stat_statements).

@@ -70,11 +70,10 @@ def run_manage(*args: str, env: dict[str, str]) -> str:
 class LiveServer:
     """A gunicorn server started from the project's own config, with the environment the test chose."""
 
-    def __init__(self, *, env: dict[str, str], workers: int = 2, threads: int = 4, log_path: Path) -> None:
+    def __init__(self, *, env: dict[str, str], workers: int = 2, log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
-                    "GUNICORN_THREADS": str(threads)}
+        self.env = {**env, "API_HOST": "127.0.0.1", "API_PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark the embedded default: gunicorn (WEB_CONCURRENCY workers x GUNICORN_THREADS threads) on a fresh SQLite
+# Benchmark the embedded default: gunicorn (WEB_CONCURRENCY gevent workers) on a fresh SQLite
 # database in a temporary directory, then load.py and queue_depth.py against it, then stop the server.
 #
-#   bench/run.sh [load.py options]                e.g.  GUNICORN_THREADS=4 bench/run.sh --jobs 5000
+#   bench/run.sh [load.py options]                e.g.  WEB_CONCURRENCY=2 bench/run.sh --jobs 5000
 #
 # Exits non-zero if either script fails (a job handed out twice or lost, a failed request, poll p99 ratio over 2).
 set -euo pipefail
@@ -35,8 +35,6 @@ export API_KEYS="bench-$(random_token)"
 export API_HOST=127.0.0.1
 export API_PORT=${API_PORT:-$(free_port)}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
-# The embedded default's thread count (deploy/gunicorn.conf.py), unless told otherwise.
-export GUNICORN_THREADS=${GUNICORN_THREADS:-4}
 export MAINTENANCE_INTERVAL_SECONDS=${MAINTENANCE_INTERVAL_SECONDS:-30}
 # Everything the server writes goes to the temporary directory, not to the project's data/.
 export CACHE_DIR="$work/cache"
@@ -48,7 +46,7 @@ export BENCH_URL="http://$API_HOST:$API_PORT"
 export BENCH_API_KEY=$API_KEYS
 
 echo "$(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores, $("$python" --version), SQLite WAL," \
-     "gunicorn $WEB_CONCURRENCY workers x $GUNICORN_THREADS threads, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+     "gunicorn $WEB_CONCURRENCY gevent workers, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 "$python" manage.py migrate --no-input --verbosity 0
 # Only the server gets the metrics directory: gunicorn creates it, and the other commands keep metrics in memory.

@@ -1,7 +1,8 @@
 """gunicorn settings for every mode: `gunicorn -c deploy/gunicorn.conf.py aitbc_site.wsgi:application`.
 
-Values come from the same environment as Django's settings. Workers default to one per core; each worker serves
-several requests at once with threads, since most of a request is spent waiting on the database.
+Values come from the same environment as Django's settings. Workers default to one per core; each worker is gunicorn's
+gevent worker, serving every connection in a greenlet of its own, so requests that wait (a miner's long-poll, a
+client's event stream) cost a little memory and no thread (README, "Server model").
 """
 
 import logging
@@ -23,9 +24,10 @@ os.environ.setdefault(
 
 bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
-# gunicorn's threaded worker ("gthread"), answering the requests it cannot parse in the API's JSON error envelope.
-worker_class = "aitbc_site.gunicorn_classes.EnvelopeThreadWorker"
+# gunicorn's gevent worker, answering the requests it cannot parse in the API's JSON error envelope.
+worker_class = "aitbc_site.gunicorn_classes.EnvelopeGeventWorker"
+# Connections one worker serves at once: waiting miners and streaming clients each hold one.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS") or 4000)
 # gunicorn's own limits, stated because the OpenAPI document promises them (414 and 431 in the error envelope).
 limit_request_line = 4094
 limit_request_fields = 100

@@ -19,7 +19,6 @@ from conftest import ADDRESS, live_env
 from hostile.wire import Answer, Probe, send
 
 WORKERS = 2
-THREADS = 4
 # The exchange configured as .ci/schemathesis.sh has it: BIP 84's published testnet account key (no one's
 # funds), payments checked by hand, so the fuzzer reaches the exchange's code rather than its 503.
 EXCHANGE_ENV = {
@@ -156,6 +155,10 @@ def server_env(database_url: str, work: Path) -> dict[str, str]:
         # The gate counts worker deaths by their PIDs: gunicorn's planned recycling (max_requests) must not happen
         # during the run, or a replaced worker would look like a dead one.
         GUNICORN_MAX_REQUESTS="100000000",
+        # Long-polls, client waits and event streams end within seconds (as in .ci/schemathesis.sh).
+        LONG_POLL_MAX_SECONDS="1",
+        STREAM_MAX_SECONDS="2",
+        STREAM_KEEPALIVE_SECONDS="1",
         API_KEYS="",
         **EXCHANGE_ENV,
     )
@@ -191,7 +194,7 @@ def start_world(database_url: str, work: Path) -> World:
     env = server_env(database_url, work)
     run_manage("migrate", "--no-input", env=_manage_env(env))
     log_path = work / "gunicorn.log"
-    server = LiveServer(env=env, workers=WORKERS, threads=THREADS, log_path=log_path)
+    server = LiveServer(env=env, workers=WORKERS, log_path=log_path)
     world = World(server=server, env=env, log_path=log_path)
     try:
         server.start()

@@ -45,3 +45,8 @@ class OutputTooLarge(ApplicationError):
 class OutputMismatch(Conflict):
     code = "OUTPUT_MISMATCH"
     default_message = "The result's output differs from the output chunks this attempt posted."
+
+
+class InvalidStreamPosition(ApplicationError):
+    code = "INVALID_LAST_EVENT_ID"
+    default_message = "Last-Event-ID names no event of this job's stream; reconnect without it to start over."

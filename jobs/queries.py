@@ -64,6 +64,10 @@ def change_status(
     return statements.update(Job, where=current, values=values) == 1
 
 
+def job_types_of(*, job_ids: Sequence[UUID]) -> set[str]:
+    return set(Job.objects.filter(pk__in=job_ids).values_list("job_type", flat=True))
+
+
 def insert_events(events: Sequence[JobEvent]) -> None:
     statements.insert(events)
 

@@ -74,6 +74,28 @@ def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job)
 
 
+def job_status(*, job_id: UUID) -> str:
+    """The job's status as it reads now (`effective_status`)."""
+    status, expires_at = Job.objects.filter(pk=job_id).values_list("status", "expires_at").get()
+    return JobStatus.EXPIRED if status == JobStatus.PENDING and expires_at <= timezone.now() else status
+
+
+def timeline_position_before(*, event: JobEvent) -> int:
+    """How many of its job's events come before `event` in the timeline."""
+    earlier = Q(at__lt=event.at) | Q(at=event.at, id__lt=event.pk)
+    return JobEvent.objects.filter(earlier, job_id=event.job_id).count()
+
+
+def attempt_outcomes(*, job_id: UUID) -> dict[int, str | None]:
+    """Each attempt's outcome by number (None while it runs)."""
+    return dict(JobAttempt.objects.filter(job_id=job_id).values_list("number", "outcome"))
+
+
+def output_chunk_attempt(*, job: Job, position: int) -> int | None:
+    """The attempt of the job's chunk at `position`, or None if the job has no such chunk."""
+    return JobOutputChunk.objects.filter(job=job, pk=position).values_list("attempt", flat=True).first()
+
+
 def output_chunks(*, job: Job) -> QuerySet[JobOutputChunk]:
     """The job's partial output, every attempt's, in the order it was kept (the chunks' ids: attempt, then seq)."""
     return JobOutputChunk.objects.filter(job=job)

@@ -136,9 +136,29 @@ class AssignmentSerializer(serializers.Serializer):
         }
 
 
+# The longest wait a request may ask for; the server may wait less (LONG_POLL_MAX_SECONDS).
+MAX_WAIT_SECONDS = 30
+
+
+def wait_field(what: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=0, max_value=MAX_WAIT_SECONDS, default=0,
+        help_text=f"Seconds to wait {what}, at most {MAX_WAIT_SECONDS}; 0 answers at once.",
+    )
+
+
 class PollQuerySerializer(StrictSerializer):
     miner_id = ObjectIdField(not_found=MinerNotFound)
     limit = serializers.IntegerField(min_value=1, max_value=10, default=1)
+    wait = wait_field("for a job this miner may take when none is pending (long-poll)")
+
+
+class JobWaitQuerySerializer(serializers.Serializer):
+    wait = wait_field("for the job to end (or change, with `wait_for=change`) before answering")
+    wait_for = serializers.ChoiceField(
+        choices=["end", "change"], default="end",
+        help_text="`end`: until the job reaches an end state; `change`: until its status is no longer what it was.",
+    )
 
 
 class PollResponseSerializer(serializers.Serializer):
@@ -204,6 +224,9 @@ class JobEventSerializer(serializers.Serializer):
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {
+            "position": serializers.IntegerField(
+                read_only=True, help_text="The event's place in the job's timeline, from 1: its id in the event stream."
+            ),
             "at": serializers.DateTimeField(read_only=True),
             "from": serializers.ChoiceField(source="from_status", choices=JobStatus.choices, read_only=True),
             "to": serializers.ChoiceField(source="to_status", choices=JobStatus.choices, read_only=True),

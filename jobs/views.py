@@ -11,9 +11,11 @@ from rest_framework.response import Response
 
 from accounts.serializers import JobTypeListSerializer, JobTypeSerializer
 from aitbc_site.authentication import IsClient, IsMiner
+from aitbc_site.negotiation import JSON
 from aitbc_site.openapi import error_responses
 from aitbc_site.pagination import CursorPage, OldestFirstCursorPage, ReceiptCursorPage
 from aitbc_site.ratelimits import RateLimitedViewMixin
+from aitbc_site.rendering import JSONRenderer
 from jobs import selectors
 from jobs.serializers import (
     AssignmentSerializer,
@@ -23,6 +25,7 @@ from jobs.serializers import (
     JobOutputChunkSerializer,
     JobOutputSerializer,
     JobSerializer,
+    JobWaitQuerySerializer,
     OutputPostedSerializer,
     PollQuerySerializer,
     PollResponseSerializer,
@@ -30,11 +33,20 @@ from jobs.serializers import (
     ResultSerializer,
 )
 from jobs.services.cancellation import job_cancel
-from jobs.services.handout import job_claim
 from jobs.services.leases import miner_heartbeat
 from jobs.services.output import job_post_output
 from jobs.services.results import job_submit_result
 from jobs.services.submission import job_submit
+from jobs.streams import (
+    EventStreamRenderer,
+    event_stream_response,
+    output_cursor,
+    output_stream,
+    timeline_position,
+    timeline_stream,
+    wants_event_stream,
+)
+from jobs.waiting import job_claim_waiting, job_wait_for_client
 from miners.selectors import miner_get_working
 from miners.serializers import HeartbeatResponseSerializer, HeartbeatSerializer
 from receipts.selectors import receipts_for_job
@@ -47,6 +59,13 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=False,
     description="Resending the same body with the same key within 24 h returns the original job (200).",
+)
+LAST_EVENT_ID_HEADER = OpenApiParameter(
+    "Last-Event-ID",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="With `Accept: text/event-stream`: the id of the last event received, to resume after it.",
 )
 JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 
@@ -118,12 +137,24 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True).data)
 
-    @extend_schema(responses={200: JobSerializer, **error_responses(404)})
+    @extend_schema(parameters=[JobWaitQuerySerializer], responses={200: JobSerializer, **error_responses(400, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        """One of the caller's jobs."""
-        return Response(JobSerializer(selectors.job_get_for_client(job_id=pk, client=request.user)).data)
+        """One of the caller's jobs; with `wait`, once it has ended (or changed) or the wait is over."""
+        query = JobWaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = job_wait_for_client(
+            job_id=pk,
+            client=request.user,
+            wait_seconds=query.validated_data["wait"],
+            until_change=query.validated_data["wait_for"] == "change",
+        )
+        return Response(JobSerializer(job).data)
 
-    @extend_schema(operation_id="client_jobs_status", responses={200: JobSerializer, **error_responses(404)})
+    @extend_schema(
+        operation_id="client_jobs_status",
+        parameters=[JobWaitQuerySerializer],
+        responses={200: JobSerializer, **error_responses(400, 404)},
+    )
     @action(detail=True, methods=["get"], url_path="status")
     def job_status(self, request: Request, pk: str) -> Response:
         """The job's status and progress (the same document as the job)."""
@@ -136,21 +167,46 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
         return Response(JobSerializer(job_cancel(job=job)).data)
 
-    @extend_schema(responses={200: JobEventSerializer(many=True), **error_responses(400, 404)})
-    @action(detail=True, methods=["get"])
-    def events(self, request: Request, pk: str) -> Response:
-        """The job's timeline: every status change, oldest first."""
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # An error answers in the JSON envelope, whatever stream the request asked for.
+        if isinstance(response, Response) and isinstance(response.accepted_renderer, EventStreamRenderer):
+            response.accepted_renderer, response.accepted_media_type = JSONRenderer(), JSON
+        return response
+
+    @extend_schema(
+        parameters=[LAST_EVENT_ID_HEADER],
+        responses={200: JobEventSerializer(many=True), **error_responses(400, 404)},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def events(self, request: Request, pk: str) -> Any:
+        """The job's timeline: every status change, oldest first. Asked for `text/event-stream`, the timeline as
+        Server-Sent Events, live, from after `Last-Event-ID` (a position), ending after the terminal event."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        if wants_event_stream(request):
+            position = timeline_position(request.headers.get("Last-Event-ID"))
+            return event_stream_response(timeline_stream(job=job, position=position))
         paginator = OldestFirstCursorPage()
         page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
+        if page:
+            before = selectors.timeline_position_before(event=page[0])
+            for offset, event in enumerate(page, start=1):
+                event.position = before + offset
         return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
 
-    @extend_schema(responses={200: JobOutputChunkSerializer(many=True), **error_responses(400, 404)})
-    @action(detail=True, methods=["get"])
-    def stream(self, request: Request, pk: str) -> Response:
+    @extend_schema(
+        parameters=[LAST_EVENT_ID_HEADER],
+        responses={200: JobOutputChunkSerializer(many=True), **error_responses(400, 404)},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def stream(self, request: Request, pk: str) -> Any:
         """The job's partial output so far, every attempt's chunks in order. An attempt that ended without a result
-        is superseded by the next attempt's chunks."""
+        is superseded by the next attempt's chunks. Asked for `text/event-stream`, the output live as Server-Sent
+        Events (`output`, `reset` naming an attempt whose chunks are void, then `end`), from after `Last-Event-ID`."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
+        if wants_event_stream(request):
+            cursor = output_cursor(job, request.headers.get("Last-Event-ID"))
+            return event_stream_response(output_stream(job=job, cursor=cursor))
         paginator = OutputCursorPage()
         page = paginator.paginate_queryset(selectors.output_chunks(job=job), request, view=self)
         return paginator.get_paginated_response(JobOutputChunkSerializer(page, many=True).data)
@@ -188,12 +244,17 @@ class MinerJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     )
     @action(detail=False, methods=["get"], url_path="jobs")
     def poll(self, request: Request) -> Response:
-        """Take up to `limit` pending jobs this miner can run; each becomes running under a lease."""
+        """Take up to `limit` pending jobs this miner can run; each becomes running under a lease. With `wait`, a
+        miner that would get none waits until one it may take is submitted (or the wait ends), and needs no
+        heartbeat meanwhile unless it holds jobs."""
         query = PollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         miner = miner_get_working(miner_id=query.validated_data["miner_id"], owner=request.user)
-        claim = job_claim(
-            miner=miner, limit=query.validated_data["limit"], document=AssignmentSerializer().to_representation
+        claim = job_claim_waiting(
+            miner=miner,
+            limit=query.validated_data["limit"],
+            document=AssignmentSerializer().to_representation,
+            wait_seconds=query.validated_data["wait"],
         )
         body: dict[str, Any] = {"results": claim.documents}
         if claim.reason is not None:

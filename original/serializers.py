@@ -189,7 +189,11 @@ class HeartbeatAnswerSerializer(serializers.Serializer):
 
 class PollSerializer(StrictSerializer):
     max_wait_seconds = serializers.IntegerField(
-        min_value=0, max_value=60, required=False, help_text="Accepted; this server answers at once."
+        min_value=0,
+        max_value=60,
+        required=False,
+        help_text="Seconds to wait for a job when none is pending; this server waits at most "
+        "ORIGINAL_POLL_MAX_WAIT_SECONDS (4), inside the original tools' 5-second timeout.",
     )
 
 

@@ -21,11 +21,11 @@ from jobs import selectors
 from jobs.exceptions import JobNotFound
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus
 from jobs.services.cancellation import job_cancel
-from jobs.services.handout import job_claim
 from jobs.services.leases import miner_heartbeat
 from jobs.services.results import job_submit_result
 from jobs.services.submission import job_submit
 from jobs.views import IDEMPOTENCY_KEY_HEADER, heartbeat_interval
+from jobs.waiting import job_claim_waiting
 from miners.selectors import miner_get_by_name, miner_latest_of_owner
 from miners.services import miner_register
 from original import serializers as original
@@ -38,6 +38,8 @@ from receipts.selectors import receipts_for_job, receipts_in_chains
 from receipts.serializers import ReceiptSerializer
 from receipts.services import receipt_document
 
+# The original tools' HTTP client gives up after 5 s (httpx's default): a poll waits less than that.
+ORIGINAL_POLL_MAX_WAIT_SECONDS = 4
 JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 HELD_JOB_ID = OpenApiParameter(
     "job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The id of the job this key's miner holds."
@@ -248,10 +250,17 @@ class OriginalMinerViewSet(RateLimitedViewMixin, viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def poll(self, request: Request) -> Response:
-        """Take one job, for the key's miner that registered or showed a sign of life last."""
-        original.PollSerializer(data=request.data).is_valid(raise_exception=True)
+        """Take one job, for the key's miner that registered or showed a sign of life last; with
+        `max_wait_seconds`, wait (up to 4 s) for one when none is pending."""
+        body = original.PollSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         miner = miner_latest_of_owner(owner=request.user)
-        claim = job_claim(miner=miner, limit=1, document=original.OriginalAssignmentSerializer().to_representation)
+        claim = job_claim_waiting(
+            miner=miner,
+            limit=1,
+            document=original.OriginalAssignmentSerializer().to_representation,
+            wait_seconds=min(body.validated_data.get("max_wait_seconds", 0), ORIGINAL_POLL_MAX_WAIT_SECONDS),
+        )
         if not claim.documents:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(claim.documents[0])

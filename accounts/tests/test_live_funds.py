@@ -55,7 +55,7 @@ def test_parallel_submissions_against_a_balance_for_k_jobs_accept_exactly_k(
     lock = threading.Lock()
     start = threading.Barrier(THREADS)
 
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=8) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
 
         def submit(share: int) -> None:
             with httpx.Client(base_url=server.url, headers={"X-Api-Key": client_key}, timeout=60) as http:

@@ -25,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     directory = tmp_path_factory.mktemp("worker")
     # Only parse failures are exercised: no request reaches the database, so an unmigrated file is enough.
     env = live_env(f"sqlite:///{directory / 'unused.db'}", API_KEYS=API_KEY)
-    with live_server(env=env, log_path=directory / "gunicorn.log", workers=1, threads=2) as live:
+    with live_server(env=env, log_path=directory / "gunicorn.log", workers=1) as live:
         yield live
 
 

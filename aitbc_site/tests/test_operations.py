@@ -269,7 +269,7 @@ def test_150_requests_in_one_window_give_exactly_100_successes_over_four_workers
     cache = {"REDIS_URL": redis_url_or_skip(OPERATIONS_REDIS_DB)} if backend == "redis" else {"REDIS_URL": ""}
     env = server_env(live_database_url, tmp_path, "limits", RATE_LIMIT_CLIENT=f"{CLIENT_LIMIT}/m", **cache)
     keys = issue_keys(env, role="client", count=30)
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=4, threads=4) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=4) as server:
         key, last_second = wait_for_a_fresh_window(keys)
         started = time.monotonic()
         responses = fire(
@@ -297,7 +297,7 @@ def test_with_redis_down_requests_are_served_unlimited_and_ready_names_redis(
         RATE_LIMIT_CLIENT="5/m", API_KEYS="ops-redis-down-key",
     )
     log_path = tmp_path / "gunicorn.log"
-    with live_server(env=env, log_path=log_path, workers=2, threads=4) as server:
+    with live_server(env=env, log_path=log_path, workers=2) as server:
         request_ids = [f"redis-down-{index}" for index in range(20)]
         headers = {"X-Api-Key": "ops-redis-down-key"}
         responses = fire(
@@ -348,7 +348,7 @@ def test_metrics_sum_every_worker_exactly_by_route_and_need_the_token(live_datab
     multiproc_dir = tmp_path / "prometheus-metrics"
     _plant_stale_counter(multiproc_dir)
     headers = {"X-Api-Key": "ops-metrics-key"}
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=4, threads=4) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=4) as server:
         for offered in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"}):
             refused = httpx.get(f"{server.url}/metrics", headers=offered, timeout=10)
             assert refused.status_code == 401
@@ -409,7 +409,7 @@ def test_request_ids_are_kept_or_made_and_json_logs_hold_no_secret(live_database
     session_token = "ops-session-" + uuid.uuid4().hex
     signature = "0x" + "ab" * 65
     log_path = tmp_path / "gunicorn.log"
-    with live_server(env=env, log_path=log_path, workers=2, threads=4) as server, httpx.Client(
+    with live_server(env=env, log_path=log_path, workers=2) as server, httpx.Client(
         base_url=server.url, timeout=30
     ) as http:
         kept = http.get("/v1/client/jobs", headers={"X-Api-Key": key.raw, "X-Request-ID": "ops-trace-1"})
@@ -450,7 +450,7 @@ def test_request_ids_are_kept_or_made_and_json_logs_hold_no_secret(live_database
 
 def test_three_hup_reloads_under_load_fail_no_request(live_database_url: str, tmp_path: Path) -> None:
     env = server_env(live_database_url, tmp_path, "reload", API_KEYS="ops-reload-key")
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=4) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
         assert server.process is not None
         master = server.process.pid
         stop = threading.Event()
@@ -635,7 +635,7 @@ def _tls_client(**options: Any) -> httpx.Client:
 @contextmanager
 def _app_nodes(env: dict[str, str], tmp_path: Path, count: int) -> Iterator[list[LiveServer]]:
     servers = [LiveServer(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"prometheus-node{index}")},
-                          log_path=tmp_path / f"node{index}.log", workers=2, threads=4) for index in range(count)]
+                          log_path=tmp_path / f"node{index}.log", workers=2) for index in range(count)]
     try:
         for server in servers:
             server.start()
@@ -803,6 +803,42 @@ def test_nginx_never_retries_a_job_hand_out_or_a_post_on_another_node(live_datab
     assert served("POST", "/v1/client/jobs", "201") == answers["post"].count(201)
     report(f"nginx with a node that hangs up: polls {Counter(answers['poll'])}, posts {Counter(answers['post'])}, "
            f"reads {Counter(answers['read'])}; the dead node received {dict(reached_hole)}")
+
+
+def test_nginx_passes_event_streams_on_as_they_come_and_long_polls_through(
+    live_database_url: str, tmp_path: Path
+) -> None:
+    nginx_binary_or_skip()
+    env = _proxied_env(live_database_url)
+    headers = {"X-Api-Key": "ops-nginx-key"}
+    nginx_dir = tmp_path / "nginx"
+    nginx_dir.mkdir()
+    with _app_nodes(env, tmp_path, 1) as (node,), running_nginx(
+        nginx_dir, upstreams=[f"127.0.0.1:{node.port}"]
+    ) as (https, _), _tls_client(base_url=https, headers=headers) as client:
+        miner = client.post("/api/v1/miner/register", json={"address": "ait1" + "cd" * 20,
+                                                            "capabilities": ["llm_inference"]}).json()
+        # A long-poll with nothing to take is answered by the app when its wait ends, not cut off by nginx.
+        empty = client.get("/api/v1/miner/jobs", params={"miner_id": miner["id"], "wait": 2})
+        assert empty.status_code == 200 and empty.json()["reason"] == "no_matching_jobs"
+        job = client.post("/api/v1/client/jobs", json={"job_type": "llm_inference", "parameters": {}}).json()
+        seen: list[str] = []
+        with client.stream("GET", f"/api/v1/client/jobs/{job['id']}/events",
+                           headers={"Accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            # The job is handed out only now: its first event must come through while the stream is open, not
+            # held back by a buffer until the response ends.
+            assert client.get("/api/v1/miner/jobs", params={"miner_id": miner["id"]}).json()["results"]
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                line = next(lines)
+                if line.startswith("data: "):
+                    seen.append(json.loads(line.removeprefix("data: "))["to"])
+            client.post("/api/v1/miner/result", json={"miner_id": miner["id"], "job_id": job["id"],
+                                                      "status": "completed", "result": {}})
+            seen.extend(json.loads(line.removeprefix("data: "))["to"] for line in lines if line.startswith("data: "))
+    assert seen == ["running", "completed"]
 
 
 def test_nginx_answers_its_own_errors_in_the_api_envelope(tmp_path: Path) -> None:

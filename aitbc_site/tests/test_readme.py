@@ -63,7 +63,7 @@ def test_the_walkthrough_pasted_whole_completes_a_paid_job_with_a_valid_receipt(
     )
 
     server_env = live_env(live_database_url, API_KEYS=DEV_API_KEY)
-    with live_server(env=server_env, log_path=tmp_path / "gunicorn.log", workers=2, threads=4) as server:
+    with live_server(env=server_env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
         completed = subprocess.run(
             [executable("bash"), "-c", script], env={**env, "AITBC_URL": server.url}, cwd=BASE_DIR,
             capture_output=True, text=True, timeout=180,

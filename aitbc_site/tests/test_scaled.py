@@ -68,7 +68,7 @@ def two_instances(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[LiveSer
         instances = []
         for name in ("a", "b"):
             instance = LiveServer(env={**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"prometheus-{name}")},
-                                  log_path=tmp_path / f"instance-{name}.log", workers=2, threads=4)
+                                  log_path=tmp_path / f"instance-{name}.log", workers=2)
             instance.start()
             stack.callback(instance.stop)
             instances.append(instance)

@@ -252,7 +252,7 @@ def test_check_payments_processes_racing_status_reads_of_a_live_server_credit_a_
         PAYMENT_CHECK_INTERVAL="0",
         **_backend_env(server),
     )
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=4) as live:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as live:
         with httpx.Client(base_url=live.url, timeout=150) as http:
             http.headers["X-Session-Token"] = _log_in(http)
             created = http.post("/v1/exchange/create-payment", json={"btc_amount": "0.001"})

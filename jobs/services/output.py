@@ -24,7 +24,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import User
-from jobs import queries, selectors
+from jobs import queries, selectors, topics
 from jobs.exceptions import InvalidJobState, LeaseExpired, OutputOutOfOrder, OutputTooLarge
 from jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobOutputChunk, JobStatus
 from jobs.services.results import attempt_of_miner, check_attempt_counts
@@ -140,6 +140,7 @@ def _keep(
                 )
                 for chunk in chunks
             )
+            topics.publish_output(job_id=job.pk)
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise

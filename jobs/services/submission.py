@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import ledger
 from accounts.models import User
-from jobs import queries
+from jobs import queries, topics
 from jobs.exceptions import IdempotencyKeyReused, PriceAboveMax
 from jobs.models import Job, JobStatus
 from jobs.selectors import job_type_price
@@ -71,6 +71,7 @@ def job_submit(
     try:
         with transaction.atomic():
             queries.insert_job(job)
+            topics.publish_submitted(job_type=job_type)
             if job.billed and price:
                 ledger.hold(
                     user_id=client.pk, amount=price, reference=f"job:{job.pk}:hold", memo=f"{job_type} job {job.pk}"

@@ -497,7 +497,7 @@ def test_the_events_of_a_job_are_its_status_changes_oldest_first(client_api: API
     assert response.status_code == 200, response.content
     page = response.json()
     assert set(page) == {"results", "next", "previous"}
-    assert [set(event) for event in page["results"]] == [{"at", "from", "to", "actor", "reason"}] * 2
+    assert [set(event) for event in page["results"]] == [{"position", "at", "from", "to", "actor", "reason"}] * 2
     assert [(event["from"], event["to"], event["actor"]) for event in page["results"]] == [
         ("pending", "running", f"miner:{miner['id']}"),
         ("running", "completed", f"miner:{miner['id']}"),

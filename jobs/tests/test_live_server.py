@@ -44,7 +44,7 @@ def _submit_jobs(url: str, count: int) -> list[str]:
 
 def test_sixteen_polling_miners_get_every_job_exactly_once(live_database_url: str, tmp_path: Path) -> None:
     env = live_env(live_database_url, API_KEYS=API_KEY)
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=8) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
         submitted = _submit_jobs(server.url, JOBS)
         handed_out: list[str] = []
         lock = threading.Lock()
@@ -94,7 +94,7 @@ def test_jobs_of_miners_killed_mid_job_are_completed_exactly_once_by_the_others(
         live_database_url, API_KEYS=API_KEY, JOB_LEASE_SECONDS="2", JOB_RETRY_BACKOFF_SECONDS="1",
         MINER_HEARTBEAT_TIMEOUT="5", JOB_MAX_ATTEMPTS="5",
     )
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=4) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
         submitted = _submit_jobs(server.url, 40)
         script = Path(__file__).with_name("miner_process.py")
 

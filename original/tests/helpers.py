@@ -37,8 +37,8 @@ def registered(api: APIClient, name: str = "cli-miner", **kwargs: Any) -> dict[s
     return response.json()
 
 
-def poll(api: APIClient) -> Any:
-    return api.post("/v1/miners/poll", {"max_wait_seconds": 5}, format="json")
+def poll(api: APIClient, max_wait_seconds: int = 0) -> Any:
+    return api.post("/v1/miners/poll", {"max_wait_seconds": max_wait_seconds}, format="json")
 
 
 def heartbeat(api: APIClient, name: str = "cli-miner", **overrides: Any) -> Any:

@@ -1,5 +1,6 @@
 """The original dialect's miner routes: /v1/miners/…, over the same miners, hand-out, leases and receipts."""
 
+import time
 import uuid
 from typing import Any
 
@@ -143,6 +144,18 @@ def test_a_poll_body_is_validated(miner_api: APIClient) -> None:
     response = miner_api.post("/v1/miners/poll", {"max_wait_seconds": -1}, format="json")
 
     assert_api_error(response, status=400, code="VALIDATION_ERROR")
+
+
+def test_a_waiting_poll_waits_less_than_the_original_tools_timeout(miner_api: APIClient) -> None:
+    registered(miner_api)
+
+    started = time.monotonic()
+    response = poll(miner_api, max_wait_seconds=60)
+    took = time.monotonic() - started
+
+    assert response.status_code == 204
+    # Capped at 4 s: the original tools' HTTP client gives up after 5.
+    assert 3.5 <= took < 5
 
 
 def test_a_disabled_miner_is_refused_work(client_api: APIClient, miner_api: APIClient) -> None:

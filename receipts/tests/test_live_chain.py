@@ -118,7 +118,7 @@ def test_each_miners_receipts_form_one_unbroken_chain_under_concurrent_result_po
     live_database_url: str, tmp_path: Path
 ) -> None:
     env = live_env(live_database_url, API_KEYS=API_KEY)
-    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2, threads=8) as server:
+    with live_server(env=env, log_path=tmp_path / "gunicorn.log", workers=2) as server:
         submitted = {plan.job_type: submit_jobs(server.url, plan.job_type, plan.jobs) for plan in PLANS}
 
         with ThreadPoolExecutor(max_workers=len(PLANS)) as miners:
