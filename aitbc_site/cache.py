@@ -21,6 +21,11 @@ class PersistentDiskCache(DjangoCache):
     def close(self, **kwargs: Any) -> None:
         return None
 
+    def release_own_connections(self) -> None:
+        """Close the calling thread's (greenlet's) connections: a request about to wait a long while gives them
+        back rather than keep one open per waiting connection; they reopen on its next use."""
+        self._cache.close()
+
     def add(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, **kwargs: Any
     ) -> bool:

@@ -11,6 +11,7 @@ it gets wakes that process's waiters of the topics it names. A message carries i
 not wake its own waiters twice.
 """
 
+import atexit
 import hashlib
 import logging
 import os
@@ -26,13 +27,22 @@ from django.db import connection
 
 logger = logging.getLogger(__name__)
 
-Wake = Callable[[Collection[str]], None]
+# Wakes the process's waiters of these topics; None wakes them all (after a gap in which messages may have been lost).
+Wake = Callable[[Collection[str] | None], None]
 
 # PostgreSQL's limit on a NOTIFY payload is 8000 bytes; topics are sent in messages below it.
 PAYLOAD_LIMIT = 7000
 NOTIFY_CHANNEL = "aitbc_wakeups"
 # A listener whose connection failed tries again after this long; its waiters still end when their waits do.
 RECONNECT_SECONDS = 1.0
+# A listener's connection that has carried nothing this long is checked (a NOTIFY to itself would not do: a TCP
+# connection that died silently is found by the keepalives asked for below).
+LISTEN_TIMEOUT_SECONDS = 60.0
+# How long a send waits for room in a worker's queue (a few datagrams deep) before giving that wake-up up.
+SEND_TIMEOUT_SECONDS = 0.05
+# Peers are re-read when the directory changes, and at least this often (a change within the clock's granularity
+# of the previous read would not show in its mtime).
+PEER_RESCAN_SECONDS = 1.0
 
 
 def _split(sender: str, topics: Collection[str]) -> list[bytes]:
@@ -96,6 +106,7 @@ class DatagramChannel(Channel):
         # The other processes' sockets, re-read only when the directory changed (a worker started or ended).
         self._peers: list[str] = []
         self._peers_version: int | None = None
+        self._peers_read_at = 0.0
 
     def _start_listener(self, wake: Wake) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -103,25 +114,29 @@ class DatagramChannel(Channel):
         path.unlink(missing_ok=True)
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiver.bind(str(path))
+        atexit.register(path.unlink, missing_ok=True)
         self._receiver, self._receiver_path = receiver, path
         threading.Thread(target=self._receive, args=(receiver, wake), name="wakeups", daemon=True).start()
 
     def _receive(self, receiver: socket.socket, wake: Wake) -> None:
         while True:
-            message = receiver.recv(65536)
-            sender, topics = _parse(message)
-            if sender != self.sender:
-                wake(topics)
+            try:
+                message = receiver.recv(65536)
+                sender, topics = _parse(message)
+                if sender != self.sender:
+                    wake(topics)
+            except Exception:
+                logger.exception("A wake-up could not be received")
 
     def _peer_paths(self) -> list[str]:
         try:
             version = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
             return []
-        if version != self._peers_version:
+        if version != self._peers_version or time.monotonic() - self._peers_read_at > PEER_RESCAN_SECONDS:
             own = str(self._receiver_path) if self._listening_pid == os.getpid() else None
             self._peers = [entry.path for entry in os.scandir(self.directory) if entry.path != own]
-            self._peers_version = version
+            self._peers_version, self._peers_read_at = version, time.monotonic()
         return self._peers
 
     def send(self, topics: Collection[str]) -> None:
@@ -130,7 +145,8 @@ class DatagramChannel(Channel):
             return
         if self._sender_pid != os.getpid():
             self._sender_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sender_socket.setblocking(False)
+            # Under gevent a send that finds a worker's queue full waits for room cooperatively, briefly.
+            self._sender_socket.settimeout(SEND_TIMEOUT_SECONDS)
             self._sender_pid = os.getpid()
         assert self._sender_socket is not None
         for message in _split(self.sender, topics):
@@ -140,9 +156,9 @@ class DatagramChannel(Channel):
                 except (ConnectionRefusedError, FileNotFoundError):
                     # A worker that ended without removing its socket (killed): nobody reads it any more.
                     Path(peer).unlink(missing_ok=True)
-                except BlockingIOError:
-                    # Its queue is full: that worker is already busy waking its waiters; this one only delays.
-                    pass
+                except (BlockingIOError, TimeoutError):
+                    # Its queue stayed full: that worker's waiters for these topics wait out their time instead.
+                    logger.warning("A worker's wake-up queue is full; a wake-up to %s was dropped", peer)
 
 
 class PostgresChannel(Channel):
@@ -160,12 +176,19 @@ class PostgresChannel(Channel):
 
         while True:
             try:
-                with psycopg.connect(**parameters, autocommit=True) as listener:  # type: ignore[arg-type]
+                with psycopg.connect(
+                    **parameters, autocommit=True, keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                    keepalives_count=3,
+                ) as listener:  # type: ignore[arg-type]
                     listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    for notification in listener.notifies():
-                        sender, topics = _parse(notification.payload)
-                        if sender != self.sender:
-                            wake(topics)
+                    # Anything published before LISTEN took effect (the first waiter's, or during a reconnect) was
+                    # not heard: every waiter looks again.
+                    wake(None)
+                    while True:
+                        for notification in listener.notifies(timeout=LISTEN_TIMEOUT_SECONDS):
+                            sender, topics = _parse(notification.payload)
+                            if sender != self.sender:
+                                wake(topics)
             except Exception:
                 logger.exception("The wake-up listener lost its connection; reconnecting")
                 time.sleep(RECONNECT_SECONDS)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
+from django.core.cache import cache
 from django.db import connections, transaction
 
 from aitbc_site.env import serving_greenlets
@@ -57,7 +58,11 @@ def listening(topics: Collection[str]) -> Iterator[Waiter]:
         # Only a server has other processes to hear from; a single process (tests, runserver) wakes its own.
         from aitbc_site.wakeup_channels import channel
 
-        channel().listen(wake_local)
+        try:
+            channel().listen(wake_local)
+        except Exception:
+            # Waiting still works: this worker's waiters then wake on their own workers' changes and their time.
+            logger.exception("Could not listen for other workers' wake-ups")
     waiter = Waiter(topics)
     with _lock:
         for topic in waiter.topics:
@@ -95,10 +100,13 @@ def waiting_count() -> int:
         return len({waiter for group in _waiters_by_topic.values() for waiter in group})
 
 
-def wake_local(topics: Collection[str]) -> None:
-    """Wake this process's waiters for any of `topics`."""
+def wake_local(topics: Collection[str] | None) -> None:
+    """Wake this process's waiters for any of `topics`; None wakes every waiter."""
     with _lock:
-        waiters = [waiter for topic in topics for waiter in _waiters_by_topic.get(topic, ())]
+        if topics is None:
+            waiters = [waiter for group in _waiters_by_topic.values() for waiter in group]
+        else:
+            waiters = [waiter for topic in topics for waiter in _waiters_by_topic.get(topic, ())]
     for waiter in waiters:
         waiter.wake()
 
@@ -122,9 +130,16 @@ def publish_on_commit(topics: Collection[str]) -> None:
     transaction.on_commit(lambda: publish(topics))
 
 
-def release_connections() -> None:
+def release_connections(*, keep_sqlite: bool = False) -> None:
     """Give back this request's database connection before it sleeps: a thousand waiters must not hold a thousand
-    connections (PostgreSQL's pool gets it back; SQLite's is reopened on the next look, a file open)."""
+    connections. PostgreSQL's pool gets it back, cheaply; a SQLite connection is closed and reopened (a file open
+    and its PRAGMAs) on the next look, unless `keep_sqlite`: a stream woken many times a second keeps its own."""
     for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close()
+        if connection.in_atomic_block or (keep_sqlite and connection.vendor == "sqlite"):
+            continue
+        connection.close()
+    if not keep_sqlite:
+        # The embedded default's cache (rate-limit counters) holds SQLite connections per greenlet too.
+        release = getattr(cache, "release_own_connections", None)
+        if release is not None:
+            release()

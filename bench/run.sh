@@ -3,61 +3,22 @@
 # database in a temporary directory, then load.py and queue_depth.py against it, then stop the server.
 #
 #   bench/run.sh [load.py options]                e.g.  WEB_CONCURRENCY=2 bench/run.sh --jobs 5000
+#   BENCH_IDLE_WAITERS=2000 bench/run.sh          the same with 2,000 miners of another job type long-polling
+#   BENCH_SCALED=1 bench/run.sh                   on PostgreSQL + Redis instead
 #
 # Exits non-zero if either script fails (a job handed out twice or lost, a failed request, poll p99 ratio over 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=.venv/bin/python
-work=$(mktemp -d /tmp/aitbc-bench.XXXXXX)
-server_pid=""
+source bench/serve.sh
 
-stop_server() {
-    local status=$?
-    if [[ -n $server_pid ]]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [[ $status -ne 0 && -f $work/gunicorn.log ]]; then
-        echo "--- last lines of the server log ---" >&2
-        tail -n 8 "$work/gunicorn.log" >&2
-    fi
-    rm -rf "$work"
-}
-trap stop_server EXIT
-
-random_token() { "$python" -c 'import secrets; print(secrets.token_urlsafe(32))'; }
-free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-export DATABASE_URL="sqlite:///$work/coordinator.db"
-export SECRET_KEY=$(random_token)
-export API_KEYS="bench-$(random_token)"
-export API_HOST=127.0.0.1
-export API_PORT=${API_PORT:-$(free_port)}
-export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
-export MAINTENANCE_INTERVAL_SECONDS=${MAINTENANCE_INTERVAL_SECONDS:-30}
-# Everything the server writes goes to the temporary directory, not to the project's data/.
-export CACHE_DIR="$work/cache"
-export RECEIPT_SIGNING_KEY_FILE="$work/receipt-signing.key"
-# The rate limits stay in the request path (their cost is part of a cycle) but must never answer 429 here.
-export RATE_LIMIT_CLIENT=100000000/m RATE_LIMIT_MINER=100000000/m RATE_LIMIT_USER=100000000/m RATE_LIMIT_LOGIN=100000000/m
-# The scripts read the key from the environment so it does not show in `ps`.
-export BENCH_URL="http://$API_HOST:$API_PORT"
-export BENCH_API_KEY=$API_KEYS
-
-echo "$(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores, $("$python" --version), SQLite WAL," \
-     "gunicorn $WEB_CONCURRENCY gevent workers, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-
-"$python" manage.py migrate --no-input --verbosity 0
-# Only the server gets the metrics directory: gunicorn creates it, and the other commands keep metrics in memory.
-PROMETHEUS_MULTIPROC_DIR="$work/prometheus" \
-    .venv/bin/gunicorn -c deploy/gunicorn.conf.py aitbc_site.wsgi:application 2>"$work/gunicorn.log" &
-server_pid=$!
-for _ in $(seq 150); do
-    curl -fsS "$BENCH_URL/health" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fsS "$BENCH_URL/health" >/dev/null
+if [[ ${BENCH_IDLE_WAITERS:-0} -gt 0 ]]; then
+    # Miners of a job type no client submits, long-polling all through the run: what they cost the job cycle.
+    "$python" bench/waiting.py idle --waiters "$BENCH_IDLE_WAITERS" --hold >"$work/idle-waiters.log" 2>&1 &
+    idle_waiters_pid=$!
+    for _ in $(seq 300); do grep -q "^waiting" "$work/idle-waiters.log" && break; sleep 0.2; done
+    echo "== $BENCH_IDLE_WAITERS idle waiters connected: $(grep "^waiting" "$work/idle-waiters.log")"
+fi
 
 status=0
 echo "== load.py"

@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# The settings module, named before any worker starts: gevent's patching (first thing in a worker) inspects every
+# object the master imported, Django's lazy settings among them, which raise if no settings module is named.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aitbc_site.settings")
+
 # The project root, so the command works from any directory (systemd, Docker and `make run` all use it).
 chdir = str(Path(__file__).resolve().parent.parent)
 

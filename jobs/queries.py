@@ -14,7 +14,7 @@ from uuid import UUID
 from django.db import connection
 
 from aitbc_site import statements
-from jobs.models import Job, JobAttempt, JobEvent, JobStatus, JobTypePrice
+from jobs.models import Job, JobAttempt, JobEvent, JobOutputChunk, JobStatus, JobTypePrice
 from miners.models import Miner
 
 # The columns a hand-out reads and answers with; the rest of a job stays in the database. A field the miner's job
@@ -208,3 +208,41 @@ def record_attempt_report(*, attempt_id: int, output_chunks: int, values: Mappin
     output chunks since it was read."""
     where = {"id": attempt_id, "reported_status": None, "output_chunks": output_chunks}
     return statements.update(JobAttempt, where=where, values=values) == 1
+
+
+# --- partial output ---------------------------------------------------------------------------------------------
+
+
+@cache
+def _grow_output_sql(with_progress: bool) -> str:
+    column = partial(statements.column, Job)
+    progress = f", {column('progress')} = %s" if with_progress else ""
+    return (
+        f"UPDATE {statements.table(Job)} SET {column('output_bytes')} = %s{progress}"
+        f" WHERE {column('id')} = %s AND {column('status')} = %s AND {column('miner')} = %s"
+        f" AND {column('handouts')} = %s AND {column('lease_expires_at')} > %s AND {column('output_bytes')} = %s"
+    )
+
+
+def grow_output(
+    *, job_id: UUID, miner_id: UUID, handouts: int, now: datetime, bytes_before: int, total: int,
+    progress: float | None,
+) -> bool:
+    """Count the job's output as `total` bytes (and its progress, if given) if the miner still holds this hand-out
+    under a live lease and the count is still `bytes_before`: the compare-and-set a post of chunks makes first."""
+    params: list[Any] = [total, *([progress] if progress is not None else [])]
+    params += [
+        statements.db_value(Job, "id", job_id), JobStatus.RUNNING, statements.db_value(Job, "miner", miner_id),
+        handouts, statements.db_value(Job, "lease_expires_at", now), bytes_before,
+    ]
+    return statements.execute(_grow_output_sql(progress is not None), params) == 1
+
+
+def count_attempt_chunks(*, attempt_id: int, chunks_before: int, chunks: int) -> bool:
+    """Count the attempt's chunks as `chunks` if it has no result and still counts `chunks_before`."""
+    where = {"id": attempt_id, "reported_status": None, "output_chunks": chunks_before}
+    return statements.update(JobAttempt, where=where, values={"output_chunks": chunks}) == 1
+
+
+def insert_output_chunks(chunks: Sequence[JobOutputChunk]) -> None:
+    statements.insert(chunks)

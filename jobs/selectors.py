@@ -76,8 +76,15 @@ def job_events(*, job: Job) -> QuerySet[JobEvent]:
 
 def job_status(*, job_id: UUID) -> str:
     """The job's status as it reads now (`effective_status`)."""
-    status, expires_at = Job.objects.filter(pk=job_id).values_list("status", "expires_at").get()
-    return JobStatus.EXPIRED if status == JobStatus.PENDING and expires_at <= timezone.now() else status
+    return job_status_and_handouts(job_id=job_id)[0]
+
+
+def job_status_and_handouts(*, job_id: UUID) -> tuple[str, int]:
+    """The job's status as it reads now, and the number of its latest hand-out (its current attempt)."""
+    status, expires_at, handouts = (
+        Job.objects.filter(pk=job_id).values_list("status", "expires_at", "handouts").get()
+    )
+    return (JobStatus.EXPIRED if status == JobStatus.PENDING and expires_at <= timezone.now() else status), handouts
 
 
 def timeline_position_before(*, event: JobEvent) -> int:
@@ -86,9 +93,9 @@ def timeline_position_before(*, event: JobEvent) -> int:
     return JobEvent.objects.filter(earlier, job_id=event.job_id).count()
 
 
-def attempt_outcomes(*, job_id: UUID) -> dict[int, str | None]:
-    """Each attempt's outcome by number (None while it runs)."""
-    return dict(JobAttempt.objects.filter(job_id=job_id).values_list("number", "outcome"))
+def attempt_outcome(*, job_id: UUID, number: int) -> str | None:
+    """The outcome of the job's attempt `number` (None while it runs)."""
+    return JobAttempt.objects.filter(job_id=job_id, number=number).values_list("outcome", flat=True).first()
 
 
 def output_chunk_attempt(*, job: Job, position: int) -> int | None:

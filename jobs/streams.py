@@ -24,7 +24,7 @@ from aitbc_site import wakeups
 from aitbc_site.rendering import JSONRenderer
 from jobs import selectors
 from jobs.exceptions import InvalidStreamPosition
-from jobs.models import TERMINAL_STATUSES, AttemptOutcome, Job
+from jobs.models import TERMINAL_STATUSES, AttemptOutcome, Job, JobStatus
 from jobs.serializers import JobEventSerializer, JobOutputChunkSerializer
 from jobs.topics import job_topic
 
@@ -32,6 +32,9 @@ EVENT_STREAM = "text/event-stream"
 # Rows one read sends at most, so a long backlog goes out in several writes rather than one large one.
 READ_BATCH = 200
 KEEPALIVE = b": keep-alive\n\n"
+# The id of an output stream's last event: a reader that resumes after it is answered 204, which tells a browser's
+# EventSource to stop reconnecting.
+END_EVENT_ID = "end"
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -46,7 +49,9 @@ class EventStreamRenderer(BaseRenderer):
 
 
 def wants_event_stream(request: Any) -> bool:
-    return getattr(request, "accepted_media_type", "") == EVENT_STREAM
+    """Whether to answer with a stream: asked for one, and not by HEAD, whose body nobody would read (and whose
+    reader leaving the server would never notice)."""
+    return request.method == "GET" and isinstance(getattr(request, "accepted_renderer", None), EventStreamRenderer)
 
 
 def event_stream_response(events: Iterator[bytes]) -> StreamingHttpResponse:
@@ -74,7 +79,7 @@ class StreamClock:
 
     def sleep(self, waiter: wakeups.Waiter) -> bytes | None:
         """Wait for the job to change; the keep-alive comment to write if it did not."""
-        wakeups.release_connections()
+        wakeups.release_connections(keep_sqlite=True)
         timeout = min(settings.STREAM_KEEPALIVE_SECONDS, self.deadline - time.monotonic())
         return None if waiter.wait(timeout) else KEEPALIVE
 
@@ -88,19 +93,34 @@ def timeline_stream(*, job: Job, position: int) -> Iterator[bytes]:
             # means the reader has them all.
             ended = selectors.job_status(job_id=job.pk) in TERMINAL_STATUSES
             events = list(selectors.job_events(job=job)[position : position + READ_BATCH])
+            written: list[bytes] = []
+            terminal = False
             for event in events:
                 position += 1
                 event.position = position
-                yield sse(event="status", data=JobEventSerializer(event).data, event_id=str(position))
-                if event.to_status in TERMINAL_STATUSES:
-                    return
-            if events:
+                written.append(sse(event="status", data=JobEventSerializer(event).data, event_id=str(position)))
+                terminal = event.to_status in TERMINAL_STATUSES
+                if terminal:
+                    break
+            # Written without a pooled connection: a reader that reads slowly must not hold one meanwhile.
+            wakeups.release_connections(keep_sqlite=True)
+            yield from written
+            if terminal:
+                return
+            if len(events) == READ_BATCH:
                 continue
             if ended:
                 return
             keepalive = clock.sleep(waiter)
             if keepalive:
                 yield keepalive
+
+
+def timeline_finished(*, job: Job, position: int) -> bool:
+    """Whether a reader that has the timeline up to `position` has it all: the job ended and nothing follows."""
+    return position > 0 and selectors.job_status(job_id=job.pk) in TERMINAL_STATUSES and not selectors.job_events(
+        job=job
+    )[position : position + 1].exists()
 
 
 def timeline_position(last_event_id: str | None) -> int:
@@ -127,27 +147,34 @@ def output_stream(*, job: Job, cursor: "OutputCursor") -> Iterator[bytes]:
     clock = StreamClock()
     with wakeups.listening([job_topic(job.pk)]) as waiter:
         while clock.running():
-            # Status and attempts first, then chunks: chunks are only kept while their attempt holds the lease, so
-            # none can follow a status read as ended or an attempt read as over.
-            status = selectors.job_status(job_id=job.pk)
-            outcomes = selectors.attempt_outcomes(job_id=job.pk)
+            # The job first, then its chunks: chunks are only kept while their attempt holds the lease, so none can
+            # follow a status read as ended, and none of an attempt read as over.
+            status, current_attempt = selectors.job_status_and_handouts(job_id=job.pk)
             chunks = list(
                 selectors.output_chunks(job=job).filter(pk__gt=cursor.position, attempt__gte=cursor.from_attempt)[
                     :READ_BATCH
                 ]
             )
+            written: list[bytes] = []
             for chunk in chunks:
                 if cursor.attempt is not None and chunk.attempt != cursor.attempt:
-                    yield _reset(cursor)
+                    written.append(_reset(cursor))
                 cursor.attempt, cursor.position = chunk.attempt, chunk.pk
-                yield sse(event="output", data=JobOutputChunkSerializer(chunk).data, event_id=str(chunk.pk))
-            if chunks:
+                written.append(sse(event="output", data=JobOutputChunkSerializer(chunk).data, event_id=str(chunk.pk)))
+            if written:
+                wakeups.release_connections(keep_sqlite=True)
+                yield from written
+            if len(chunks) == READ_BATCH:
                 continue
-            if cursor.attempt is not None and outcomes.get(cursor.attempt) not in (None, AttemptOutcome.COMPLETED):
-                yield _reset(cursor)
-                continue
+            # Every chunk kept before the job was read has been sent: judge by what was read. The attempt whose
+            # chunks were sent is over unless the job still runs it; over without a result, it is reset.
+            attempt_is_live = status == JobStatus.RUNNING and current_attempt == cursor.attempt
+            if cursor.attempt is not None and not attempt_is_live:
+                if selectors.attempt_outcome(job_id=job.pk, number=cursor.attempt) != AttemptOutcome.COMPLETED:
+                    yield _reset(cursor)
+                    continue
             if status in TERMINAL_STATUSES:
-                yield sse(event="end", data={"status": status})
+                yield sse(event="end", data={"status": status}, event_id=END_EVENT_ID)
                 return
             keepalive = clock.sleep(waiter)
             if keepalive:
@@ -161,9 +188,12 @@ def _reset(cursor: OutputCursor) -> bytes:
     return sse(event="reset", data={"attempt": attempt}, event_id=f"reset-{attempt}")
 
 
-def output_cursor(job: Job, last_event_id: str | None) -> OutputCursor:
+def output_cursor(job: Job, last_event_id: str | None) -> OutputCursor | None:
+    """Where to resume after `last_event_id`; None after the end (nothing more will come)."""
     if not last_event_id:
         return OutputCursor()
+    if last_event_id == END_EVENT_ID:
+        return None
     if last_event_id.startswith("reset-") and last_event_id[6:].isdigit() and len(last_event_id) < 16:
         return OutputCursor(from_attempt=int(last_event_id[6:]) + 1)
     if last_event_id.isdigit() and len(last_event_id) < 19:

@@ -38,10 +38,12 @@ from jobs.services.output import job_post_output
 from jobs.services.results import job_submit_result
 from jobs.services.submission import job_submit
 from jobs.streams import (
+    EVENT_STREAM,
     EventStreamRenderer,
     event_stream_response,
     output_cursor,
     output_stream,
+    timeline_finished,
     timeline_position,
     timeline_stream,
     wants_event_stream,
@@ -67,6 +69,11 @@ LAST_EVENT_ID_HEADER = OpenApiParameter(
     required=False,
     description="With `Accept: text/event-stream`: the id of the last event received, to resume after it.",
 )
+def event_stream_document(events: str) -> OpenApiResponse:
+    return OpenApiResponse(OpenApiTypes.STR, description=f"Server-Sent Events, live: {events}.")
+
+
+STREAM_FINISHED = OpenApiResponse(description="Resumed after the stream's last event: nothing more will come.")
 JOB_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 
 # How long a miner should wait before polling again after an empty answer, by reason.
@@ -176,15 +183,23 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 
     @extend_schema(
         parameters=[LAST_EVENT_ID_HEADER],
-        responses={200: JobEventSerializer(many=True), **error_responses(400, 404)},
+        responses={
+            (200, JSON): JobEventSerializer(many=True),
+            (200, EVENT_STREAM): event_stream_document("`status` events, each a timeline entry, its `id` its position"),
+            204: STREAM_FINISHED,
+            **error_responses(400, 404),
+        },
     )
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
     def events(self, request: Request, pk: str) -> Any:
         """The job's timeline: every status change, oldest first. Asked for `text/event-stream`, the timeline as
-        Server-Sent Events, live, from after `Last-Event-ID` (a position), ending after the terminal event."""
+        Server-Sent Events, live, from after `Last-Event-ID` (a position), ending after the terminal event;
+        resuming after that event is answered 204."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
         if wants_event_stream(request):
             position = timeline_position(request.headers.get("Last-Event-ID"))
+            if timeline_finished(job=job, position=position):
+                return Response(status=status.HTTP_204_NO_CONTENT)
             return event_stream_response(timeline_stream(job=job, position=position))
         paginator = OldestFirstCursorPage()
         page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
@@ -196,16 +211,26 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
 
     @extend_schema(
         parameters=[LAST_EVENT_ID_HEADER],
-        responses={200: JobOutputChunkSerializer(many=True), **error_responses(400, 404)},
+        responses={
+            (200, JSON): JobOutputChunkSerializer(many=True),
+            (200, EVENT_STREAM): event_stream_document(
+                "`output` events (a chunk, `id` its position), `reset` (`id` reset-<attempt>), then `end` (`id` end)"
+            ),
+            204: STREAM_FINISHED,
+            **error_responses(400, 404),
+        },
     )
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
     def stream(self, request: Request, pk: str) -> Any:
         """The job's partial output so far, every attempt's chunks in order. An attempt that ended without a result
         is superseded by the next attempt's chunks. Asked for `text/event-stream`, the output live as Server-Sent
-        Events (`output`, `reset` naming an attempt whose chunks are void, then `end`), from after `Last-Event-ID`."""
+        Events (`output`, `reset` naming an attempt whose chunks are void, then `end`), from after `Last-Event-ID`;
+        resuming after `end` is answered 204."""
         job = selectors.job_get_for_client(job_id=pk, client=request.user)
         if wants_event_stream(request):
             cursor = output_cursor(job, request.headers.get("Last-Event-ID"))
+            if cursor is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
             return event_stream_response(output_stream(job=job, cursor=cursor))
         paginator = OutputCursorPage()
         page = paginator.paginate_queryset(selectors.output_chunks(job=job), request, view=self)

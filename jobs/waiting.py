@@ -37,7 +37,7 @@ def job_claim_waiting(*, miner: Miner, limit: int, document: Document, wait_seco
     deadline = time.monotonic() + wait
     with wakeups.listening([pending_topic(job_type) for job_type in miner.capabilities]) as waiter:
         while True:
-            claim = job_claim(miner=miner, limit=limit, document=document)
+            claim = job_claim(miner=miner, limit=limit, document=document, look_first=True)
             remaining = deadline - time.monotonic()
             if claim.reason != "no_matching_jobs" or remaining <= 0 or wakeups.stopping():
                 return claim

@@ -1,23 +1,86 @@
-"""Django's SQLite backend, which makes a new database file and its directory readable by their owner only.
+"""Django's SQLite backend, which makes a new database file and its directory readable by their owner only, and
+under gevent waits for SQLite's write lock without stopping the worker.
 
 SQLite creates a missing database file with the process's umask (usually world-readable), and its -wal and -shm
 files take the database file's mode. The database holds every balance, key hash and session, so the file is made
 here, mode 0600 in a 0700 directory, just before SQLite first opens it. Only when a connection opens, not when the
 settings load: a build step that merely imports them (collectstatic as root in the Dockerfile) must leave no file
 behind that the service user could not open.
+
+SQLite waits for a lock another process holds in its busy handler, which sleeps in C: under gunicorn's gevent worker
+that would stop every request of the worker, not just the one waiting. There the driver's own wait is turned off
+and a statement SQLite answers "database is locked" is tried again after a sleep gevent can switch away from, for
+as long as the configured timeout. Retrying is safe: a statement refused for a lock did nothing (with BEGIN IMMEDIATE
+the lock is taken, or refused, by BEGIN itself, before any write of the transaction).
 """
 
 import os
+import sqlite3
+import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.backends.sqlite3 import base
+
+from aitbc_site.env import serving_greenlets
+
+T = TypeVar("T")
+# The first and the longest sleep between two tries of a statement refused for a lock.
+FIRST_RETRY_SECONDS = 0.001
+LONGEST_RETRY_SECONDS = 0.02
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         _create_owner_only(str(conn_params["database"]))
+        if serving_greenlets():
+            conn_params = {**conn_params, "factory": CooperativeConnection, "timeout": 0}
+            CooperativeConnection.busy_timeout = float(self.settings_dict["OPTIONS"].get("timeout", 5))
         return super().get_new_connection(conn_params)
+
+
+def _retrying_on_lock(run: Callable[[], T], timeout: float) -> T:
+    deadline: float | None = None
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + timeout
+            if now >= deadline:
+                raise
+            # time.sleep is gevent's here: the worker serves its other requests meanwhile.
+            time.sleep(delay)
+            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+
+
+class _RetryingCursor:
+    """A cursor whose statements wait cooperatively for SQLite's lock (mixed into the driver's cursor classes)."""
+
+    busy_timeout: float
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        return _retrying_on_lock(lambda: super(_RetryingCursor, self).execute(sql, parameters), self.busy_timeout)
+
+    def executemany(self, sql: str, parameters: Any) -> Any:
+        return _retrying_on_lock(lambda: super(_RetryingCursor, self).executemany(sql, parameters), self.busy_timeout)
+
+
+@cache
+def _retrying(cursor_class: type, busy_timeout: float) -> type:
+    return type(f"Retrying{cursor_class.__name__}", (_RetryingCursor, cursor_class), {"busy_timeout": busy_timeout})
+
+
+class CooperativeConnection(sqlite3.Connection):
+    busy_timeout = 5.0
+
+    def cursor(self, factory: type = sqlite3.Cursor) -> Any:  # type: ignore[override]
+        return super().cursor(factory=_retrying(factory, self.busy_timeout))
 
 
 def _create_owner_only(name: str) -> None:

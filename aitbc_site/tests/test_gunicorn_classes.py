@@ -25,6 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     directory = tmp_path_factory.mktemp("worker")
     # Only parse failures are exercised: no request reaches the database, so an unmigrated file is enough.
     env = live_env(f"sqlite:///{directory / 'unused.db'}", API_KEYS=API_KEY)
+    # As systemd, Docker and `make run` start it: the config names the settings module itself.
+    env.pop("DJANGO_SETTINGS_MODULE", None)
     with live_server(env=env, log_path=directory / "gunicorn.log", workers=1) as live:
         yield live
 

@@ -55,9 +55,11 @@ def _jobs_just_failed_by(miner: Miner, job_ids: list[UUID]) -> set[UUID]:
     )
 
 
-def job_claim(*, miner: Miner, limit: int, document: Document) -> ClaimResult:
+def job_claim(*, miner: Miner, limit: int, document: Document, look_first: bool = False) -> ClaimResult:
     """Hand the miner up to `limit` pending jobs it can run, highest priority first, then oldest, each with its
-    `document`; a job whose document cannot be rendered is failed instead and its place given to the next one."""
+    `document`; a job whose document cannot be rendered is failed instead and its place given to the next one.
+    `look_first` (a long-poll, which mostly finds nothing): see whether any job is there before taking SQLite's
+    write lock for the hand-out's transaction."""
     now = timezone.now()
     miner_touch(miner=miner, now=now)
     if miner.status == MinerStatus.DRAINING:
@@ -66,6 +68,8 @@ def job_claim(*, miner: Miner, limit: int, document: Document) -> ClaimResult:
     capacity = min(limit, miner.max_concurrent_jobs - queries.running_count(miner_id=miner.pk))
     if capacity <= 0:
         return ClaimResult(reason="at_capacity")
+    if look_first and not queries.claim_candidates(miner, now, exclude_ids=set(), limit=1):
+        return ClaimResult(reason="no_matching_jobs")
 
     claimed: list[Job] = []
     documents: list[Any] = []

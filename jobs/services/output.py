@@ -15,7 +15,6 @@ round, so a post gives way rather than wait for an attempt row that is taken.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -26,7 +25,7 @@ from django.utils import timezone
 from accounts.models import User
 from jobs import queries, selectors, topics
 from jobs.exceptions import InvalidJobState, LeaseExpired, OutputOutOfOrder, OutputTooLarge
-from jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobOutputChunk, JobStatus
+from jobs.models import TERMINAL_STATUSES, Job, JobAttempt, JobOutputChunk
 from jobs.services.results import attempt_of_miner, check_attempt_counts
 
 # PostgreSQL's SQLSTATE for a NOWAIT lock that another transaction holds.
@@ -102,32 +101,25 @@ def _keep(
     *, job: Job, attempt: JobAttempt, miner_id: UUID, chunks: list[OutputChunk], total: int, now: datetime
 ) -> bool:
     """Store the chunks if the miner still holds the attempt and its output is as read. False otherwise."""
-    changes: dict[str, Any] = {"output_bytes": total}
     progress = [chunk.progress for chunk in chunks if chunk.progress is not None]
-    if progress:
-        changes["progress"] = progress[-1]
     try:
         with transaction.atomic():
-            held = Job.objects.filter(
-                pk=job.pk,
-                status=JobStatus.RUNNING,
-                miner_id=miner_id,
-                handouts=attempt.number,
-                lease_expires_at__gt=now,
-                output_bytes=job.output_bytes,
-            ).update(**changes)
+            held = queries.grow_output(
+                job_id=job.pk, miner_id=miner_id, handouts=attempt.number, now=now, bytes_before=job.output_bytes,
+                total=total, progress=progress[-1] if progress else None,
+            )
             if not held:
                 return False
             # A result locks the attempt, then the job: waiting for the attempt while holding the job could
             # deadlock with it (PostgreSQL). Give way instead; judged again, the post finds the result.
             queries.lock_attempt_or_give_way(attempt_id=attempt.pk)
-            counted = JobAttempt.objects.filter(
-                pk=attempt.pk, reported_status__isnull=True, output_chunks=attempt.output_chunks
-            ).update(output_chunks=chunks[-1].seq + 1)
+            counted = queries.count_attempt_chunks(
+                attempt_id=attempt.pk, chunks_before=attempt.output_chunks, chunks=chunks[-1].seq + 1
+            )
             if not counted:
                 transaction.set_rollback(True)
                 return False
-            JobOutputChunk.objects.bulk_create(
+            queries.insert_output_chunks([
                 JobOutputChunk(
                     job_id=job.pk,
                     attempt=attempt.number,
@@ -139,7 +131,7 @@ def _keep(
                     created_at=now,
                 )
                 for chunk in chunks
-            )
+            ])
             topics.publish_output(job_id=job.pk)
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:

@@ -72,12 +72,11 @@ def test_the_timeline_resumes_after_last_event_id(client_api: APIClient, miner_a
     everything = read_events(client_api.get(f"{JOBS}/{job_id}/events", headers=SSE))
 
     resumed = read_events(client_api.get(f"{JOBS}/{job_id}/events", headers={**SSE, "Last-Event-ID": "1"}))
-    after_the_end = read_events(
-        client_api.get(f"{JOBS}/{job_id}/events", headers={**SSE, "Last-Event-ID": everything[-1]["id"]})
-    )
+    after_the_end = client_api.get(f"{JOBS}/{job_id}/events", headers={**SSE, "Last-Event-ID": everything[-1]["id"]})
 
     assert resumed == everything[1:]
-    assert after_the_end == []
+    # 204: nothing more will come, and a browser's EventSource stops reconnecting.
+    assert after_the_end.status_code == 204
 
 
 @pytest.mark.parametrize("last_event_id", ["x", "-1", "1.5", "9" * 12])
@@ -130,7 +129,18 @@ def test_the_output_streams_every_chunk_then_the_end(client_api: APIClient, mine
     assert [event["event"] for event in events] == ["output", "output", "end"]
     assert [event["data"] for event in events[:2]] == listed
     assert [event["id"] for event in events[:2]] == [str(chunk["position"]) for chunk in listed]
-    assert events[-1]["data"] == {"status": "completed"}
+    assert events[-1] == {"id": "end", "event": "end", "data": {"status": "completed"}}
+    after_the_end = client_api.get(f"{JOBS}/{job['id']}/stream", headers={**SSE, "Last-Event-ID": "end"})
+    assert after_the_end.status_code == 204
+
+
+def test_head_asking_for_a_stream_gets_no_stream(client_api: APIClient) -> None:
+    job = submit_job(client_api)
+
+    response = client_api.head(f"{JOBS}/{job['id']}/events", headers=SSE)
+
+    assert response.status_code == 200
+    assert not response.streaming
 
 
 def test_an_attempt_that_ends_without_a_result_is_reset_and_the_next_attempts_chunks_follow(

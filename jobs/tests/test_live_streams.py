@@ -110,7 +110,7 @@ def test_the_output_stream_relays_each_chunk_as_it_is_posted(server: LiveServer)
 
     assert reader.ended
     assert [event["data"]["data"] for event in reader.events[:-1]] == [f"token{seq} " for seq in range(20)]
-    assert reader.events[-1] == {"id": None, "event": "end", "data": {"status": "completed"}}
+    assert reader.events[-1] == {"id": "end", "event": "end", "data": {"status": "completed"}}
 
 
 def test_resuming_with_last_event_id_loses_and_repeats_nothing(server: LiveServer) -> None:
