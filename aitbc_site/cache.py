@@ -1,13 +1,24 @@
 """The embedded default's shared cache: diskcache, tuned for the rate limiter's counters on the request path."""
 
+import os
 from typing import Any
 
-from diskcache import DjangoCache
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from diskcache import DjangoCache, FanoutCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+
+from aitbc_site.env import serving_greenlets
+
+# The process's diskcache objects, by process (a forked worker makes its own), directory and settings.
+_SHARED: dict[tuple[Any, ...], FanoutCache] = {}
 
 
 class PersistentDiskCache(DjangoCache):
-    """diskcache's Django backend, minus two costs it pays on every request.
+    """diskcache's Django backend, minus the costs it pays on every request, or every connection.
+
+    Django makes a cache object per thread, which under gevent is per greenlet: per client connection. diskcache's
+    object opens and sets up every shard's database when made (several milliseconds), and keeps a connection per
+    thread. So the underlying cache is made once per process and shared; under gevent its connections are per OS
+    thread, the worker's one, since no cache operation lets another greenlet run before it is done.
 
     Django closes every cache when a request finishes; diskcache then drops its per-thread SQLite connections and
     opens them again, re-reading its settings table, on the next request. Its connections are per thread and it
@@ -18,13 +29,24 @@ class PersistentDiskCache(DjangoCache):
     writer; only a missing (or expired) key pays for the write.
     """
 
+    def __init__(self, directory: str, params: dict[str, Any]) -> None:
+        BaseCache.__init__(self, params)
+        shards, timeout = params.get("SHARDS", 8), params.get("DATABASE_TIMEOUT", 0.010)
+        options = params.get("OPTIONS", {})
+        key = (os.getpid(), directory, shards, timeout, repr(sorted(options.items())))
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = FanoutCache(directory, shards, timeout, **options)
+            if serving_greenlets():
+                from gevent.monkey import get_original
+
+                for shard in shared._shards:
+                    shard._local = get_original("threading", "local")()
+        self._cache = shared
+
     def close(self, **kwargs: Any) -> None:
         return None
 
-    def release_own_connections(self) -> None:
-        """Close the calling thread's (greenlet's) connections: a request about to wait a long while gives them
-        back rather than keep one open per waiting connection; they reopen on its next use."""
-        self._cache.close()
 
     def add(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, **kwargs: Any

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from django.core.cache import cache
 from django.db import connections, transaction
 
 from aitbc_site.env import serving_greenlets
@@ -130,16 +129,10 @@ def publish_on_commit(topics: Collection[str]) -> None:
     transaction.on_commit(lambda: publish(topics))
 
 
-def release_connections(*, keep_sqlite: bool = False) -> None:
-    """Give back this request's database connection before it sleeps: a thousand waiters must not hold a thousand
-    connections. PostgreSQL's pool gets it back, cheaply; a SQLite connection is closed and reopened (a file open
-    and its PRAGMAs) on the next look, unless `keep_sqlite`: a stream woken many times a second keeps its own."""
+def release_connections() -> None:
+    """Give back this request's pooled database connection before it sleeps: a thousand waiters must not hold a
+    thousand PostgreSQL connections. A SQLite connection is kept: it is a file handle and some memory (measured
+    in bench/README.md), while reopening it (a file open and its PRAGMAs) would cost more CPU than the poll itself."""
     for connection in connections.all(initialized_only=True):
-        if connection.in_atomic_block or (keep_sqlite and connection.vendor == "sqlite"):
-            continue
-        connection.close()
-    if not keep_sqlite:
-        # The embedded default's cache (rate-limit counters) holds SQLite connections per greenlet too.
-        release = getattr(cache, "release_own_connections", None)
-        if release is not None:
-            release()
+        if not connection.in_atomic_block and connection.vendor != "sqlite":
+            connection.close()

@@ -74,10 +74,15 @@ def client(url: str, key: str, connections: int) -> httpx.AsyncClient:
 
 async def register(http: httpx.AsyncClient, count: int, job_type: str, *, offset: int, capacity: int = 1) -> list[str]:
     async def one(index: int) -> str:
-        response = await http.post("/v1/miner/register", json={
-            "address": f"ait1{offset + index:040x}", "capabilities": [job_type], "max_concurrent_jobs": capacity,
-        })
-        assert response.status_code == 201, response.text
+        body = {"address": f"ait1{offset + index:040x}", "capabilities": [job_type], "max_concurrent_jobs": capacity}
+        for _ in range(3):
+            try:
+                response = await http.post("/v1/miner/register", json=body)
+                break
+            except httpx.TransportError:
+                # A keep-alive connection the server closed as it was reused: registering again is idempotent.
+                await asyncio.sleep(0.1)
+        assert response.status_code in (200, 201), response.text
         return str(response.json()["id"])
 
     ids: list[str] = []
@@ -93,17 +98,51 @@ class Tally:
         self.waiting = 0
 
 
-async def wait_forever(http: httpx.AsyncClient, miner_id: str, tally: Tally, first_wait: int) -> None:
+class Connection:
+    """One miner's own keep-alive HTTP/1.1 connection, as a real miner holds one (a shared client pool would not
+    keep 2,000 connections open at once); just enough HTTP for the poll's answer."""
+
+    def __init__(self, url: str, key: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.key = parts.hostname or "127.0.0.1", parts.port or 80, key
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nX-Api-Key: {self.key}\r\n"
+                          "\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while size := int((await self.reader.readuntil(b"\r\n")).strip(), 16):
+                body += (await self.reader.readexactly(size + 2))[:-2]
+            await self.reader.readuntil(b"\r\n")
+        else:
+            body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.writer.close()
+            self.writer = None
+        return int(status_line.split()[1]), body
+
+
+async def wait_forever(url: str, key: str, miner_id: str, tally: Tally, first_wait: int) -> None:
+    connection = Connection(url, key)
     wait = first_wait
     while True:
         tally.waiting += 1
         try:
-            response = await http.get("/v1/miner/jobs", params={"miner_id": miner_id, "wait": wait})
+            status, body = await connection.get(f"/v1/miner/jobs?miner_id={miner_id}&wait={wait}")
             tally.answers += 1
-            if response.status_code != 200 or response.json()["results"]:
+            if status != 200 or json.loads(body)["results"]:
                 tally.failures += 1
-        except httpx.HTTPError:
+        except (OSError, asyncio.IncompleteReadError):
             tally.failures += 1
+            connection = Connection(url, key)
             await asyncio.sleep(1)
         finally:
             tally.waiting -= 1
@@ -119,15 +158,15 @@ async def until(condition: Any, seconds: float) -> None:
 async def idle(url: str, key: str, options: argparse.Namespace) -> dict[str, Any]:
     roots = server_roots(url)
     tally = Tally()
-    async with client(url, key, options.waiters + 50) as http:
+    async with client(url, key, 100) as http:
         miners = await register(http, options.waiters, IDLE_JOB_TYPE, offset=0)
-        tasks = [asyncio.create_task(wait_forever(http, miner, tally, random.randint(1, LONG_POLL_SECONDS)))
+        tasks = [asyncio.create_task(wait_forever(url, key, miner, tally, random.randint(1, LONG_POLL_SECONDS)))
                  for miner in miners[:10]]
         await until(lambda: tally.waiting == 10, 30)
         await asyncio.sleep(3)
         with_ten = workers_state(roots)
         for start in range(10, len(miners), 200):
-            tasks.extend(asyncio.create_task(wait_forever(http, miner, tally, random.randint(1, LONG_POLL_SECONDS)))
+            tasks.extend(asyncio.create_task(wait_forever(url, key, miner, tally, random.randint(1, LONG_POLL_SECONDS)))
                          for miner in miners[start : start + 200])
             await asyncio.sleep(0.2)
         await until(lambda: tally.waiting >= options.waiters, 60)

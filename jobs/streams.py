@@ -79,7 +79,7 @@ class StreamClock:
 
     def sleep(self, waiter: wakeups.Waiter) -> bytes | None:
         """Wait for the job to change; the keep-alive comment to write if it did not."""
-        wakeups.release_connections(keep_sqlite=True)
+        wakeups.release_connections()
         timeout = min(settings.STREAM_KEEPALIVE_SECONDS, self.deadline - time.monotonic())
         return None if waiter.wait(timeout) else KEEPALIVE
 
@@ -103,7 +103,7 @@ def timeline_stream(*, job: Job, position: int) -> Iterator[bytes]:
                 if terminal:
                     break
             # Written without a pooled connection: a reader that reads slowly must not hold one meanwhile.
-            wakeups.release_connections(keep_sqlite=True)
+            wakeups.release_connections()
             yield from written
             if terminal:
                 return
@@ -162,7 +162,7 @@ def output_stream(*, job: Job, cursor: "OutputCursor") -> Iterator[bytes]:
                 cursor.attempt, cursor.position = chunk.attempt, chunk.pk
                 written.append(sse(event="output", data=JobOutputChunkSerializer(chunk).data, event_id=str(chunk.pk)))
             if written:
-                wakeups.release_connections(keep_sqlite=True)
+                wakeups.release_connections()
                 yield from written
             if len(chunks) == READ_BATCH:
                 continue

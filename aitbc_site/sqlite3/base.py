@@ -14,8 +14,10 @@ as long as the configured timeout. Retrying is safe: a statement refused for a l
 the lock is taken, or refused, by BEGIN itself, before any write of the transaction).
 """
 
+import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from functools import cache
@@ -30,6 +32,8 @@ T = TypeVar("T")
 # The first and the longest sleep between two tries of a statement refused for a lock.
 FIRST_RETRY_SECONDS = 0.001
 LONGEST_RETRY_SECONDS = 0.02
+# Held by the one statement of this process retrying for the lock; gevent's lock once the worker has patched threading.
+_refused_statements = threading.Lock()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -41,21 +45,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super().get_new_connection(conn_params)
 
 
-def _retrying_on_lock(run: Callable[[], T], timeout: float) -> T:
-    deadline: float | None = None
-    delay = FIRST_RETRY_SECONDS
-    while True:
-        try:
-            return run()
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error):
-                raise
-            now = time.monotonic()
-            deadline = deadline if deadline is not None else now + timeout
-            if now >= deadline:
-                raise
+def _retrying_on_lock(run: Callable[[], T], timeout: float, *, in_transaction: bool) -> T:
+    try:
+        return run()
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+    # Refused for the lock: queue behind this worker's other refused statements, so that one at a time tries again
+    # (a thousand greenlets each retrying would spend the CPU the lock's holder needs to finish). Not a statement
+    # inside a transaction, which may be the one the lock's holder of this worker waits for.
+    deadline = time.monotonic() + timeout
+    with contextlib.nullcontext() if in_transaction else _refused_statements:
+        delay = FIRST_RETRY_SECONDS
+        while True:
             # time.sleep is gevent's here: the worker serves its other requests meanwhile.
             time.sleep(delay)
+            try:
+                return run()
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
             delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
 
@@ -65,10 +74,16 @@ class _RetryingCursor:
     busy_timeout: float
 
     def execute(self, sql: str, parameters: Any = ()) -> Any:
-        return _retrying_on_lock(lambda: super(_RetryingCursor, self).execute(sql, parameters), self.busy_timeout)
+        return _retrying_on_lock(
+            lambda: super(_RetryingCursor, self).execute(sql, parameters), self.busy_timeout,
+            in_transaction=self.connection.in_transaction,  # type: ignore[attr-defined]
+        )
 
     def executemany(self, sql: str, parameters: Any) -> Any:
-        return _retrying_on_lock(lambda: super(_RetryingCursor, self).executemany(sql, parameters), self.busy_timeout)
+        return _retrying_on_lock(
+            lambda: super(_RetryingCursor, self).executemany(sql, parameters), self.busy_timeout,
+            in_transaction=self.connection.in_transaction,  # type: ignore[attr-defined]
+        )
 
 
 @cache
@@ -81,6 +96,11 @@ class CooperativeConnection(sqlite3.Connection):
 
     def cursor(self, factory: type = sqlite3.Cursor) -> Any:  # type: ignore[override]
         return super().cursor(factory=_retrying(factory, self.busy_timeout))
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:  # type: ignore[override]
+        # The driver's shortcut (Django's backend runs the PRAGMAs of a new connection with it) makes its cursor
+        # without the factory.
+        return self.cursor().execute(sql, parameters)
 
 
 def _create_owner_only(name: str) -> None:
