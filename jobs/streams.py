@@ -151,9 +151,9 @@ def output_stream(*, job: Job, cursor: "OutputCursor") -> Iterator[bytes]:
             # follow a status read as ended, and none of an attempt read as over.
             status, current_attempt = selectors.job_status_and_handouts(job_id=job.pk)
             chunks = list(
-                selectors.output_chunks(job=job).filter(pk__gt=cursor.position, attempt__gte=cursor.from_attempt)[
-                    :READ_BATCH
-                ]
+                selectors.output_chunks(job=job)
+                .filter(pk__gt=cursor.position, attempt__gte=cursor.from_attempt)
+                .order_by("pk")[:READ_BATCH]
             )
             written: list[bytes] = []
             for chunk in chunks:

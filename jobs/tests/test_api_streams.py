@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from aitbc_site.testing import assert_api_error
 from conftest import poll, post_result, register_miner, start_job, submit_job
-from jobs.models import Job
+from jobs.models import Job, JobOutputChunk
 from jobs.tests.test_api_output import lapse_lease, post_output, text
 
 JOBS = "/v1/client/jobs"
@@ -172,6 +172,25 @@ def test_an_attempt_that_ends_without_a_result_is_reset_and_the_next_attempts_ch
         headers = {**SSE, "Last-Event-ID": event["id"]}
         resumed = read_events(client_api.get(f"{JOBS}/{job['id']}/stream", headers=headers))
         assert resumed == events[index + 1 :], event["id"]
+
+
+def test_the_output_stream_goes_by_position_whatever_order_the_rows_were_stored_in(
+    client_api: APIClient, miner_api: APIClient
+) -> None:
+    """PostgreSQL returns rows without ORDER BY in whatever order it finds them; the stream's cursor relies on the
+    position order, so rows stored out of it (ids given explicitly, highest first) must still come in order."""
+    job, miner = start_job(client_api, miner_api)
+    stored = Job.objects.get(pk=job["id"])
+    for position, seq in ((1003, 3), (1002, 2), (1001, 1), (1000, 0)):
+        JobOutputChunk.objects.create(
+            pk=position, job=stored, attempt=1, seq=seq, data=f"{seq}".encode(), encoding="text", size=1,
+            created_at=timezone.now(),
+        )
+    assert post_result(miner_api, miner["id"], job["id"], result={}).status_code == 200
+
+    events = read_events(client_api.get(f"{JOBS}/{job['id']}/stream", headers=SSE))
+
+    assert [event["id"] for event in events] == ["1000", "1001", "1002", "1003", "end"]
 
 
 @pytest.mark.parametrize("last_event_id", ["reset-x", "999999", "abc"])
