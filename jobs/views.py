@@ -69,8 +69,14 @@ LAST_EVENT_ID_HEADER = OpenApiParameter(
     required=False,
     description="With `Accept: text/event-stream`: the id of the last event received, to resume after it.",
 )
-def event_stream_document(events: str) -> OpenApiResponse:
-    return OpenApiResponse(OpenApiTypes.STR, description=f"Server-Sent Events, live: {events}.")
+def event_stream_document(events: str, *, names: list[str]) -> OpenApiResponse:
+    """An event stream's documented item: one Server-Sent Event (an object of `id`, `event` and `data`, a JSON
+    document as text). drf-spectacular would take a raw schema of it for a page of a list, so it is `object`."""
+    return OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description=f"Server-Sent Events, live, each with `id`, `event` ({', '.join(names)}) and `data` (JSON): "
+        f"{events}.",
+    )
 
 
 STREAM_FINISHED = OpenApiResponse(description="Resumed after the stream's last event: nothing more will come.")
@@ -185,7 +191,9 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         parameters=[LAST_EVENT_ID_HEADER],
         responses={
             (200, JSON): JobEventSerializer(many=True),
-            (200, EVENT_STREAM): event_stream_document("`status` events, each a timeline entry, its `id` its position"),
+            (200, EVENT_STREAM): event_stream_document(
+                "`status` events, each a timeline entry, its `id` its position", names=["status"]
+            ),
             204: STREAM_FINISHED,
             **error_responses(400, 404),
         },
@@ -214,7 +222,8 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
         responses={
             (200, JSON): JobOutputChunkSerializer(many=True),
             (200, EVENT_STREAM): event_stream_document(
-                "`output` events (a chunk, `id` its position), `reset` (`id` reset-<attempt>), then `end` (`id` end)"
+                "`output` events (a chunk, `id` its position), `reset` (`id` reset-<attempt>), then `end` (`id` end)",
+                names=["output", "reset", "end"],
             ),
             204: STREAM_FINISHED,
             **error_responses(400, 404),
