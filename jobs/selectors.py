@@ -87,10 +87,15 @@ def job_status_and_handouts(*, job_id: UUID) -> tuple[str, int]:
     return (JobStatus.EXPIRED if status == JobStatus.PENDING and expires_at <= timezone.now() else status), handouts
 
 
-def timeline_position_before(*, event: JobEvent) -> int:
-    """How many of its job's events come before `event` in the timeline."""
-    earlier = Q(at__lt=event.at) | Q(at=event.at, id__lt=event.pk)
-    return JobEvent.objects.filter(earlier, job_id=event.job_id).count()
+def with_timeline_positions(events: list[JobEvent]) -> list[JobEvent]:
+    """A page of one job's timeline, each event given its `position` in the whole timeline (from 1)."""
+    if events:
+        first = events[0]
+        earlier = Q(at__lt=first.at) | Q(at=first.at, id__lt=first.pk)
+        before = JobEvent.objects.filter(earlier, job_id=first.job_id).count()
+        for offset, event in enumerate(events, start=1):
+            event.position = before + offset
+    return events
 
 
 def attempt_outcome(*, job_id: UUID, number: int) -> str | None:

@@ -69,6 +69,8 @@ LAST_EVENT_ID_HEADER = OpenApiParameter(
     required=False,
     description="With `Accept: text/event-stream`: the id of the last event received, to resume after it.",
 )
+
+
 def event_stream_document(events: str, *, names: list[str]) -> OpenApiResponse:
     """An event stream's documented item: one Server-Sent Event (an object of `id`, `event` and `data`, a JSON
     document as text). drf-spectacular would take a raw schema of it for a page of a list, so it is `object`."""
@@ -210,11 +212,9 @@ class ClientJobViewSet(RateLimitedViewMixin, viewsets.ViewSet):
                 return Response(status=status.HTTP_204_NO_CONTENT)
             return event_stream_response(timeline_stream(job=job, position=position))
         paginator = OldestFirstCursorPage()
-        page = paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
-        if page:
-            before = selectors.timeline_position_before(event=page[0])
-            for offset, event in enumerate(page, start=1):
-                event.position = before + offset
+        page = selectors.with_timeline_positions(
+            paginator.paginate_queryset(selectors.job_events(job=job), request, view=self)
+        )
         return paginator.get_paginated_response(JobEventSerializer(page, many=True).data)
 
     @extend_schema(
